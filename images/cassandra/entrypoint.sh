@@ -1,0 +1,92 @@
+#!/bin/bash
+# Starts Apache Cassandra as a single fast-starting test node.
+# Honours MAX_HEAP_SIZE, HEAP_NEWSIZE and JVM_OPTS like the official image, and
+# CASSANDRA_AUTHENTICATOR / CASSANDRA_AUTHORIZER for tests that need auth.
+set -euo pipefail
+
+CASSANDRA_HOME=/opt/cassandra
+CONF_DIR=/etc/cassandra
+DATA_DIR=/var/lib/cassandra
+MAX_HEAP_SIZE=${MAX_HEAP_SIZE:-512M}
+HEAP_NEWSIZE=${HEAP_NEWSIZE:-128M}
+CONTAINER_IP=$(hostname -i | awk '{print $1}')
+
+mkdir -p "$CONF_DIR" "$DATA_DIR"
+cat >"$CONF_DIR/cassandra.yaml" <<YAML
+cluster_name: ${CASSANDRA_CLUSTER_NAME:-Test Cluster}
+num_tokens: 1
+allocate_tokens_for_local_replication_factor: 1
+partitioner: org.apache.cassandra.dht.Murmur3Partitioner
+endpoint_snitch: SimpleSnitch
+seed_provider:
+  - class_name: org.apache.cassandra.locator.SimpleSeedProvider
+    parameters:
+      - seeds: "127.0.0.1:7000"
+listen_address: 127.0.0.1
+rpc_address: 0.0.0.0
+broadcast_rpc_address: ${CONTAINER_IP}
+start_native_transport: true
+native_transport_port: 9042
+data_file_directories: [${DATA_DIR}/data]
+commitlog_directory: ${DATA_DIR}/commitlog
+hints_directory: ${DATA_DIR}/hints
+saved_caches_directory: ${DATA_DIR}/saved_caches
+cdc_raw_directory: ${DATA_DIR}/cdc_raw
+commitlog_sync: periodic
+commitlog_sync_period: 10000ms
+authenticator: ${CASSANDRA_AUTHENTICATOR:-AllowAllAuthenticator}
+authorizer: ${CASSANDRA_AUTHORIZER:-AllowAllAuthorizer}
+role_manager: CassandraRoleManager
+# Test nodes: TRUNCATE and DROP must be cheap, nothing needs a snapshot.
+auto_snapshot: false
+snapshot_before_compaction: false
+YAML
+
+# JPMS flags Cassandra 5.0 needs on Java 17 (its conf/jvm17-server.options).
+JPMS_OPTS=(
+  -Djdk.attach.allowAttachSelf=true
+  --add-exports java.base/jdk.internal.misc=ALL-UNNAMED
+  --add-exports java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED
+  --add-exports java.rmi/sun.rmi.registry=ALL-UNNAMED
+  --add-exports java.rmi/sun.rmi.server=ALL-UNNAMED
+  --add-exports java.sql/java.sql=ALL-UNNAMED
+  --add-exports java.base/java.lang.ref=ALL-UNNAMED
+  --add-exports jdk.unsupported/sun.misc=ALL-UNNAMED
+  --add-exports jdk.compiler/com.sun.tools.javac.file=ALL-UNNAMED
+  --add-exports jdk.attach/sun.tools.attach=ALL-UNNAMED
+  --add-opens java.base/java.lang.module=ALL-UNNAMED
+  --add-opens java.base/jdk.internal.loader=ALL-UNNAMED
+  --add-opens java.base/jdk.internal.ref=ALL-UNNAMED
+  --add-opens java.base/jdk.internal.reflect=ALL-UNNAMED
+  --add-opens java.base/jdk.internal.math=ALL-UNNAMED
+  --add-opens java.base/jdk.internal.module=ALL-UNNAMED
+  --add-opens java.base/jdk.internal.util.jar=ALL-UNNAMED
+  --add-opens jdk.management/com.sun.management.internal=ALL-UNNAMED
+  --add-opens java.base/sun.nio.ch=ALL-UNNAMED
+  --add-opens java.base/java.io=ALL-UNNAMED
+  --add-opens java.base/java.lang.reflect=ALL-UNNAMED
+  --add-opens java.base/java.lang=ALL-UNNAMED
+  --add-opens java.base/java.util=ALL-UNNAMED
+  -Dio.netty.tryReflectionSetAccessible=true
+)
+# A single test node: no gossip settle wait, no ring delay, no superuser delay;
+# a small heap and the C1 compiler only, which start faster on small machines.
+TEST_NODE_OPTS=(
+  -Xms"$MAX_HEAP_SIZE" -Xmx"$MAX_HEAP_SIZE" -Xmn"$HEAP_NEWSIZE"
+  -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xss256k
+  -Djava.net.preferIPv4Stack=true
+  -Dcassandra-foreground=yes
+  -Dcassandra.config=file://$CONF_DIR/cassandra.yaml
+  -Dcassandra.storagedir=$DATA_DIR
+  -Dcassandra.logdir=/var/log/cassandra
+  -Dlogback.configurationFile=$CONF_DIR/logback.xml
+  -Dcassandra.skip_wait_for_gossip_to_settle=0
+  -Dcassandra.ring_delay_ms=0
+  -Dcassandra.load_ring_state=false
+  -Dcassandra.superuser_setup_delay_ms=0
+  -Dcassandra.initial_token=0
+)
+# shellcheck disable=SC2206  # JVM_OPTS is a space-separated list, as in the official image
+EXTRA_OPTS=(${JVM_OPTS:-})
+exec java "${JPMS_OPTS[@]}" "${TEST_NODE_OPTS[@]}" "${EXTRA_OPTS[@]}" \
+  -cp "$CONF_DIR:$CASSANDRA_HOME/lib/*" org.apache.cassandra.service.CassandraDaemon
