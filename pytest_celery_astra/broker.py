@@ -1,0 +1,74 @@
+"""Which broker the tests use, and the URL each xdist worker gets on it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .engine import EngineProbe
+from .naming import redis_db_number, vhost_name
+from .services import ContainerSpec, RunningService, exec_in_container, rabbitmq_spec, redis_spec
+from .settings import Settings
+
+# Memory transport: poll its in-process queues often; its default is every 1 s.
+MEMORY_TRANSPORT_OPTIONS = {"polling_interval": 0.005}
+
+
+@dataclasses.dataclass(frozen=True)
+class BrokerChoice:
+    """The broker mode chosen at configure time, and why (for the report header)."""
+
+    mode: str          # "container", "url" or "memory"
+    kind: str | None   # "rabbitmq" or "redis" in container mode
+    reason: str
+
+    def container_spec(self, settings: Settings) -> ContainerSpec | None:
+        if self.mode != "container":
+            return None
+        if self.kind == "redis":
+            return redis_spec(settings.redis_image)
+        return rabbitmq_spec(settings.rabbitmq_image)
+
+
+def choose_broker(settings: Settings, probe: EngineProbe | None) -> BrokerChoice:
+    """Resolve ``auto``: url if one is given, else container if an engine answers, else memory."""
+    mode = settings.broker
+    if mode == "url" and settings.broker_url is None:
+        raise ValueError("broker mode url needs --celery-astra-broker-url (env CELERY_ASTRA_BROKER_URL)")
+    if mode != "auto":
+        return BrokerChoice(mode, settings.broker_kind if mode == "container" else None,
+                            f"{settings.sources['broker']}")
+    if settings.broker_url is not None:
+        return BrokerChoice("url", None, f"auto: a URL is given ({settings.sources['broker_url']})")
+    if probe is not None and probe.answers:
+        return BrokerChoice("container", settings.broker_kind, f"auto: a container engine answers at {probe.docker_host}")
+    detail = probe.detail if probe is not None else "not probed"
+    return BrokerChoice("memory", None, f"auto: no container engine answers ({detail})")
+
+
+def worker_broker_url(choice: BrokerChoice, settings: Settings, service: RunningService | None,
+                      worker: str, fresh: bool = False) -> tuple[str, dict]:
+    """The URL and transport options one xdist worker uses; its queues are its own."""
+    if choice.mode == "memory":
+        return "memory://localhost/", dict(MEMORY_TRANSPORT_OPTIONS)
+    if choice.mode == "url":
+        return str(settings.broker_url).replace("{worker}", worker), {}
+    assert service is not None
+    if choice.kind == "redis":
+        return f"redis://{service.host}:{service.port}/{redis_db_number(worker)}", {}
+    vhost = vhost_name(worker)
+    ensure_vhost(service.container_id, vhost, fresh=fresh)
+    return f"amqp://guest:guest@{service.host}:{service.port}/{vhost}", {}
+
+
+def ensure_vhost(container_id: str, vhost: str, fresh: bool = False) -> None:
+    """A RabbitMQ virtual host per worker keeps its queues apart, named queues included.
+
+    One ``rabbitmqctl`` call per step costs ~0.5 s (it boots an Erlang VM), so
+    they run in one shell. ``fresh`` empties a vhost left in a reused container.
+    """
+    steps = [f"rabbitmqctl -q delete_vhost {vhost} >/dev/null 2>&1 || true"] if fresh else []
+    steps += [
+        f"(rabbitmqctl -q add_vhost {vhost} >/dev/null 2>&1 || rabbitmqctl -q list_vhosts | grep -qx {vhost})",
+        f"rabbitmqctl -q set_permissions -p {vhost} guest '.*' '.*' '.*'",
+    ]
+    exec_in_container(container_id, ["sh", "-c", " && ".join(steps)])

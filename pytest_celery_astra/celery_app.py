@@ -1,0 +1,58 @@
+"""Wire a Celery app (the user's own, or a fresh one) to the test broker and Cassandra."""
+
+from __future__ import annotations
+
+import importlib
+import threading
+
+from celery import Celery
+
+# The backend is named, not imported: importing it loads cassandra-driver (slow).
+BACKEND_PATH = "pytest_celery_astra.backend:TestCassandraBackend"
+
+
+def load_app(reference: str | None) -> Celery:
+    """The user's app named ``module:attribute``, or a fresh app when None."""
+    if reference is None:
+        return Celery("celery_astra")
+    module_name, _, attribute = reference.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ImportError(
+            f"pytest-celery-astra: cannot import module {module_name!r} of --celery-astra-app {reference!r} "
+            f"({error}); check the setting and that the module is on sys.path (pytest's rootdir/pythonpath).") from error
+    app = getattr(module, attribute, None)
+    if not isinstance(app, Celery):
+        raise ImportError(
+            f"pytest-celery-astra: {reference!r} (--celery-astra-app) is not a Celery app "
+            f"(found {type(app).__name__}); name the attribute that holds Celery(...).")
+    return app
+
+
+def configure_app(app: Celery, broker_url: str, broker_transport_options: dict, cassandra_settings: dict,
+                  keyspace: str, table: str, read_consistency: str, write_consistency: str,
+                  poll_interval: float) -> Celery:
+    """Point ``app`` at the test services; every other setting of the user's is kept."""
+    app.conf.update(
+        broker_url=broker_url,
+        broker_transport_options={**(app.conf.broker_transport_options or {}), **broker_transport_options},
+        result_backend=BACKEND_PATH,
+        cassandra_keyspace=keyspace,
+        cassandra_table=table,
+        cassandra_read_consistency=read_consistency,
+        cassandra_write_consistency=write_consistency,
+        celery_astra_result_poll_interval=poll_interval,
+        task_always_eager=False,
+        **{**cassandra_settings, "cassandra_options": {
+            **cassandra_settings.get("cassandra_options", {}), **(app.conf.get("cassandra_options") or {})}},
+    )
+    _forget_cached_backend(app)
+    return app
+
+
+def _forget_cached_backend(app: Celery) -> None:
+    # An app imported before the fixture ran may already hold a backend built
+    # from its production settings; drop it so the next use builds ours.
+    app._backend_cache = None
+    app._local = threading.local()

@@ -1,0 +1,265 @@
+"""The Cassandra side: where it is, how to connect, and the test keyspace and result table.
+
+A :class:`CassandraTarget` is either contact points (a container or an existing
+cluster) or an Astra DB secure connect bundle. :class:`TestDatabase` connects,
+prepares the keyspace and Celery's result table before any test runs, and
+remembers which tables the plugin created, so cleanup never touches others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+from .errors import DatabaseSetupError
+from .masking import Secret
+
+MARK_PREFIX = "pytest-celery-astra"
+OWNER_TABLE = "celery_astra_owner"
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class CassandraTarget:
+    """Where Cassandra answers and how to log in. Secrets are :class:`Secret`."""
+
+    hosts: tuple[str, ...] = ()
+    port: int = 9042
+    username: str | None = None
+    password: Secret | None = None
+    bundle_path: str | None = None
+    protocol_version: int | None = None
+
+    @property
+    def is_astra(self) -> bool:
+        return self.bundle_path is not None
+
+    def describe(self) -> str:
+        login = f" as {self.username}" if self.username else ""
+        if self.is_astra:
+            return f"Astra DB bundle {self.bundle_path}{login}"
+        return f"{','.join(self.hosts)}:{self.port}{login}"
+
+    def auth_provider(self):
+        if not self.username:
+            return None
+        from cassandra.auth import PlainTextAuthProvider
+
+        return PlainTextAuthProvider(username=self.username, password=self.password)
+
+    def cluster_options(self) -> dict:
+        """Options for cassandra-driver's Cluster besides where and who: the plugin's and Celery's."""
+        if self.is_astra:
+            return {}
+        from cassandra.cluster import EXEC_PROFILE_DEFAULT, ExecutionProfile
+        from cassandra.policies import RoundRobinPolicy
+
+        # Explicit policy and protocol: without them the driver warns on every connect.
+        options: dict = {"execution_profiles": {EXEC_PROFILE_DEFAULT: ExecutionProfile(
+            load_balancing_policy=RoundRobinPolicy(), request_timeout=30)}}
+        if self.protocol_version is not None:
+            options["protocol_version"] = self.protocol_version
+        return options
+
+    def cluster(self, **options):
+        """A cassandra-driver Cluster for this target (not yet connected)."""
+        from cassandra.cluster import Cluster
+
+        options = {**self.cluster_options(), **options}
+        if self.is_astra:
+            return Cluster(cloud={"secure_connect_bundle": self.bundle_path},
+                           auth_provider=self.auth_provider(), **options)
+        return Cluster(list(self.hosts), port=self.port, auth_provider=self.auth_provider(), **options)
+
+    def celery_settings(self) -> dict:
+        """The cassandra_* settings of Celery's backend for this target."""
+        settings: dict = {
+            "cassandra_servers": None if self.is_astra else list(self.hosts),
+            "cassandra_port": self.port,
+            "cassandra_secure_bundle_path": self.bundle_path,
+            "cassandra_auth_provider": None,
+            "cassandra_auth_kwargs": None,
+            "cassandra_options": self.cluster_options(),
+        }
+        if self.username:
+            settings["cassandra_auth_provider"] = "PlainTextAuthProvider"
+            settings["cassandra_auth_kwargs"] = {"username": self.username, "password": self.password}
+        return settings
+
+
+@contextmanager
+def quiet_driver_logs() -> Iterator[None]:
+    """Silence the driver's connection warnings while a node is expected to be down."""
+    driver_logger = logging.getLogger("cassandra")
+    previous = driver_logger.level
+    driver_logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        driver_logger.setLevel(previous)
+
+
+def table_mark(run_id: str, worker: str) -> str:
+    """The comment of every table the plugin creates: who, which run, when."""
+    created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{MARK_PREFIX} run={run_id} worker={worker} created={created}"
+
+
+def parse_mark(comment: str | None) -> dict[str, str] | None:
+    """The fields of a mark, or None for a table the plugin did not create."""
+    if not comment or not comment.startswith(MARK_PREFIX + " "):
+        return None
+    fields = dict(part.split("=", 1) for part in comment.split()[1:] if "=" in part)
+    return fields if {"run", "worker", "created"} <= fields.keys() else None
+
+
+def result_table_ddl(keyspace: str, table: str, comment: str) -> str:
+    """Celery's own CREATE TABLE for its result table, with the plugin's mark as comment.
+
+    Taken from Celery itself so the schema is exactly the one its backend reads
+    and writes (it changed between releases).
+    """
+    from celery.backends.cassandra import Q_CREATE_RESULT_TABLE
+
+    ddl = Q_CREATE_RESULT_TABLE.format(table=f"{keyspace}.{table}").strip().rstrip(";")
+    joiner = " AND " if " WITH " in ddl.upper().replace("\n", " ") else " WITH "
+    return f"{ddl}{joiner}comment = '{comment}'"
+
+
+class TestDatabase:
+    """A connected session with the test keyspace and result table ready.
+
+    Local mode: the plugin creates the keyspace (SimpleStrategy, RF 1) and owns
+    everything in it. Astra mode: the keyspace must exist; the plugin owns only
+    the tables it created, which carry its mark.
+    """
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    def __init__(self, target: CassandraTarget, keyspace: str, result_table: str, run_id: str, worker: str,
+                 read_consistency: str = "LOCAL_QUORUM", write_consistency: str = "LOCAL_QUORUM"):
+        self.target = target
+        self.keyspace = keyspace
+        self.result_table = result_table
+        self.run_id = run_id
+        self.worker = worker
+        self.read_consistency = read_consistency
+        self.write_consistency = write_consistency
+        self.owns_keyspace = not target.is_astra
+        self.created_tables: set[str] = set()
+        self.cluster = None
+        self.session = None
+
+    def __repr__(self) -> str:
+        return f"TestDatabase({self.target.describe()}, keyspace={self.keyspace!r}, table={self.result_table!r})"
+
+    def connect(self, timeout: float) -> None:
+        """Connect, retrying until ``timeout``: a fresh container may still be starting."""
+        from cassandra import AuthenticationFailed
+        from cassandra.cluster import NoHostAvailable
+
+        deadline = time.monotonic() + timeout
+        while True:
+            cluster = self.target.cluster(connect_timeout=5, control_connection_timeout=5)
+            try:
+                with quiet_driver_logs():
+                    self.session = cluster.connect()
+                self.cluster = cluster
+                return
+            except NoHostAvailable as error:
+                cluster.shutdown()
+                auth_errors = [e for e in error.errors.values() if isinstance(e, AuthenticationFailed)]
+                if auth_errors:
+                    raise DatabaseSetupError(self._login_refused_message()) from None
+                if time.monotonic() > deadline:
+                    raise DatabaseSetupError(
+                        f"pytest-celery-astra: Cassandra at {self.target.describe()} did not answer within "
+                        f"{timeout:g} s ({_short(error)}); check --celery-astra-cassandra-hosts and "
+                        f"--celery-astra-cassandra-port, or raise --celery-astra-startup-timeout.") from None
+                time.sleep(0.5)
+            except Exception:
+                cluster.shutdown()
+                raise
+
+    def _login_refused_message(self) -> str:
+        if self.target.is_astra:
+            return ("pytest-celery-astra: Astra DB refused the login; check --astra-token "
+                    "(ASTRA_DB_APPLICATION_TOKEN) or --astra-client-id / --astra-client-secret.")
+        return ("pytest-celery-astra: Cassandra refused the login; check --celery-astra-cassandra-username "
+                "and --celery-astra-cassandra-password.")
+
+    def prepare(self) -> None:
+        """Create (or check) the keyspace, then Celery's result table in it."""
+        if self.owns_keyspace:
+            self._create_own_keyspace()
+        elif self.keyspace not in self.cluster.metadata.keyspaces:
+            raise DatabaseSetupError(
+                f"pytest-celery-astra: keyspace {self.keyspace!r} does not exist in this Astra DB database and "
+                f"Astra does not allow creating keyspaces through CQL; create it in the Astra console or fix "
+                f"--astra-keyspace (ASTRA_DB_KEYSPACE).")
+        self.session.set_keyspace(self.keyspace)
+        self.create_table(self.result_table, result_table_ddl)
+
+    def _create_own_keyspace(self) -> None:
+        existing = self.cluster.metadata.keyspaces.get(self.keyspace)
+        if existing is not None:
+            if OWNER_TABLE not in existing.tables:
+                raise DatabaseSetupError(
+                    f"pytest-celery-astra: keyspace {self.keyspace!r} already exists and was not created by this "
+                    f"plugin, so it will not be used or cleaned; set --celery-astra-keyspace to another prefix.")
+            # Left by an earlier run (a reused container, or a crash): start afresh.
+            self.session.execute(f"DROP KEYSPACE {self.keyspace}")
+        self.session.execute(
+            f"CREATE KEYSPACE {self.keyspace} WITH replication = "
+            "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+        self.session.execute(
+            f"CREATE TABLE {self.keyspace}.{OWNER_TABLE} (run_id text PRIMARY KEY) "
+            f"WITH comment = '{table_mark(self.run_id, self.worker)}'")
+
+    def create_table(self, table: str, ddl_for=None, cql: str | None = None) -> None:
+        """Create a table carrying the plugin's mark and remember it as the plugin's own."""
+        from cassandra import AlreadyExists
+
+        mark = table_mark(self.run_id, self.worker)
+        statement = cql if cql is not None else ddl_for(self.keyspace, table, mark)
+        try:
+            self.session.execute(statement, timeout=60)
+        except AlreadyExists:
+            if parse_mark(self.table_comment(table)) is None:
+                raise DatabaseSetupError(
+                    f"pytest-celery-astra: table {self.keyspace}.{table} already exists and was not created by "
+                    f"this plugin, so it will not be used or cleaned; choose another --celery-astra-table.") from None
+            self.session.execute(f"TRUNCATE {self.keyspace}.{table}", timeout=60)
+        self.created_tables.add(table)
+
+    def table_comment(self, table: str) -> str | None:
+        self.cluster.refresh_table_metadata(self.keyspace, table)
+        metadata = self.cluster.metadata.keyspaces[self.keyspace].tables.get(table)
+        return None if metadata is None else metadata.options.get("comment")
+
+    def drop_created_tables(self) -> None:
+        """Astra mode, end of run: drop exactly the tables this run created."""
+        for table in sorted(self.created_tables):
+            mark = parse_mark(self.table_comment(table))
+            if mark is not None and mark["run"] == self.run_id:
+                self.session.execute(f"DROP TABLE IF EXISTS {self.keyspace}.{table}", timeout=60)
+        self.created_tables.clear()
+
+    def drop_keyspace(self) -> None:
+        """Existing cluster, end of run: drop the keyspace this run created (and only that)."""
+        existing = self.cluster.metadata.keyspaces.get(self.keyspace)
+        if existing is not None and OWNER_TABLE in existing.tables:
+            self.session.execute(f"DROP KEYSPACE IF EXISTS {self.keyspace}", timeout=60)
+
+    def shutdown(self) -> None:
+        if self.cluster is not None:
+            self.cluster.shutdown()
+            self.cluster = self.session = None
+
+
+def _short(error: Exception) -> str:
+    return str(error).splitlines()[0][:200]

@@ -1,0 +1,21 @@
+"""Exceptions the plugin raises. Their messages are for people: one sentence naming what to fix."""
+
+
+class CeleryAstraError(Exception):
+    """Base class of the plugin's errors."""
+
+
+class ServiceStartError(CeleryAstraError):
+    """A broker or Cassandra container did not start or answer."""
+
+
+class DatabaseSetupError(CeleryAstraError):
+    """The test keyspace or result table could not be prepared."""
+
+
+class TableNotOwnedError(CeleryAstraError):
+    """Cleanup was asked to touch a table the plugin did not create."""
+
+
+class EmbeddedWorkerError(CeleryAstraError):
+    """The embedded Celery worker failed to start, died, or did not stop."""

@@ -1,0 +1,153 @@
+"""Fixture factories: the plugin's default fixtures are instances of these.
+
+A second keyspace, app or worker in a user's conftest is one line::
+
+    from pytest_celery_astra import factories
+    billing_database = factories.database(keyspace_prefix="billing")
+    billing_app = factories.app("billing.tasks:app", database_fixture="billing_database")
+    billing_worker = factories.worker(app_fixture="billing_app", queues=("invoices",))
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable
+
+import pytest
+
+from .broker import worker_broker_url
+from .celery_app import configure_app, load_app
+from .database import TestDatabase
+from .errors import CeleryAstraError
+from .naming import node_name
+from .runcontext import RUN_CONTEXT_KEY, RunContext
+
+
+def _context(request: pytest.FixtureRequest) -> RunContext:
+    return request.config.stash[RUN_CONTEXT_KEY]
+
+
+def _fail_setup(error: Exception) -> None:
+    # One clear sentence instead of a traceback from deep inside a driver.
+    raise pytest.fail.Exception(str(error), pytrace=False) from None
+
+
+def _teardown_step(what: str, step: Callable[[], object]) -> None:
+    """Run one teardown step; a failure is reported but does not stop the others."""
+    try:
+        step()
+    except Exception as error:
+        warnings.warn(pytest.PytestWarning(f"pytest-celery-astra: {what} failed during teardown: {error}"))
+
+
+def database(keyspace_prefix: str | None = None) -> Callable:
+    """Build a session fixture giving a :class:`TestDatabase` (connected, keyspace and result table ready).
+
+    ``keyspace_prefix`` names a second keyspace in the same Cassandra; the
+    xdist worker id is appended, as for the default one.
+    """
+
+    @pytest.fixture(scope="session")
+    def database_fixture(request: pytest.FixtureRequest):
+        context = _context(request)
+        try:
+            context.start_services()
+            db = TestDatabase(
+                context.cassandra_target(), context.keyspace(keyspace_prefix), context.result_table(),
+                context.run_id, context.worker, context.settings.read_consistency,
+                context.settings.write_consistency)
+            db.connect(context.settings.startup_timeout)
+        except CeleryAstraError as error:
+            _fail_setup(error)
+        try:
+            if context.settings.astra and context.settings.astra_drop_stale:
+                from .astra import stale_tables
+
+                for table in stale_tables(db.cluster, db.keyspace, context.run_id):
+                    db.session.execute(f"DROP TABLE IF EXISTS {db.keyspace}.{table}", timeout=60)
+            db.prepare()
+        except CeleryAstraError as error:
+            db.shutdown()
+            _fail_setup(error)
+        except BaseException:
+            db.shutdown()
+            raise
+        yield db
+        if context.cassandra_mode == "astra":
+            _teardown_step("dropping the run's Astra tables", db.drop_created_tables)
+        elif context.cassandra_mode == "hosts":
+            _teardown_step(f"dropping keyspace {db.keyspace}", db.drop_keyspace)
+        _teardown_step("closing the Cassandra session", db.shutdown)
+
+    database_fixture.__doc__ = (
+        "A TestDatabase (session scope): a connected cassandra-driver Session (.session), the test "
+        "keyspace (.keyspace) and Celery's result table (.result_table), created with Celery's schema "
+        "before any test runs; .create_table() makes tables the plugin owns and cleans.")
+    return database_fixture
+
+
+def app(reference: str | None = None, database_fixture: str = "celery_astra_database") -> Callable:
+    """Build a session fixture giving a Celery app wired to the test broker and Cassandra.
+
+    ``reference`` is ``module:attribute`` of the user's app (like ``tasks:app``);
+    by default the ``app`` setting, or a fresh app when that is unset.
+    """
+
+    @pytest.fixture(scope="session")
+    def app_fixture(request: pytest.FixtureRequest):
+        context = _context(request)
+        db: TestDatabase = request.getfixturevalue(database_fixture)
+        try:
+            services = context.start_services()
+            url, transport_options = worker_broker_url(
+                context.broker, context.settings, services.get(context.broker.kind or ""), context.worker,
+                fresh=context.settings.reuse_containers)
+            celery_app = load_app(reference or context.settings.app)
+        except (CeleryAstraError, ImportError) as error:
+            _fail_setup(error)
+        return configure_app(
+            celery_app, url, transport_options, db.target.celery_settings(), db.keyspace, db.result_table,
+            context.settings.read_consistency, context.settings.write_consistency,
+            context.settings.result_poll_interval)
+
+    app_fixture.__doc__ = (
+        "The Celery app (session scope) wired to the test broker and to the Cassandra result backend "
+        "(keyspace, table, consistency, auth); the user's app when --celery-astra-app names one, its "
+        "other settings kept.")
+    return app_fixture
+
+
+def worker(app_fixture: str = "celery_astra_app", queues: tuple[str, ...] | None = None) -> Callable:
+    """Build a session fixture running an embedded worker for an app fixture.
+
+    The worker consumes the app's default queue plus ``queues`` (by default the
+    ``queues`` setting). A dead worker fails the test that notices it.
+    """
+
+    @pytest.fixture(scope="session")
+    def worker_fixture(request: pytest.FixtureRequest):
+        from .worker import EmbeddedWorker
+
+        context = _context(request)
+        settings = context.settings
+        celery_app = request.getfixturevalue(app_fixture)
+        embedded = EmbeddedWorker(
+            celery_app, hostname=node_name(f"{context.worker}_{app_fixture}"), pool=settings.worker_pool,
+            concurrency=settings.worker_concurrency, queues=settings.queues if queues is None else queues,
+            start_timeout=settings.worker_timeout, stop_timeout=settings.worker_timeout)
+        try:
+            embedded.start()
+        except CeleryAstraError as error:
+            _fail_setup(error)
+        request.config.stash.setdefault(RUNNING_WORKERS_KEY, []).append(embedded)
+        yield embedded
+        request.config.stash[RUNNING_WORKERS_KEY].remove(embedded)
+        embedded.stop()
+
+    worker_fixture.__doc__ = (
+        "An EmbeddedWorker (session scope): a Celery worker in a thread of this process running the "
+        "app's tasks; a worker that dies fails the test with its cause.")
+    return worker_fixture
+
+
+RUNNING_WORKERS_KEY = pytest.StashKey[list]()

@@ -1,0 +1,62 @@
+"""Names that carry the xdist worker id, so parallel workers never share state."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+CONTROLLER = "master"
+
+
+def worker_id(config: pytest.Config) -> str:
+    """``gw0``, ``gw1``… under pytest-xdist, ``master`` otherwise."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        return workerinput["workerid"]
+    return os.environ.get("PYTEST_XDIST_WORKER", CONTROLLER)
+
+
+def is_xdist_worker(config: pytest.Config) -> bool:
+    return getattr(config, "workerinput", None) is not None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def keyspace_name(prefix: str, worker: str) -> str:
+    """The test keyspace of one worker: ``celery_astra_gw0``."""
+    return f"{prefix}_{_slug(worker)}"
+
+
+def astra_table_name(table: str, run_id: str, worker: str) -> str:
+    """One result table per run and worker in a shared Astra keyspace.
+
+    Astra keyspaces are shared by every run against the database, so the run id
+    keeps concurrent runs (two CI jobs) apart. Cassandra allows 48 characters.
+    """
+    return f"{table}_{_slug(run_id)}_{_slug(worker)}"[:48]
+
+
+def vhost_name(worker: str) -> str:
+    """RabbitMQ virtual host of one worker: its queues, named ones included, are its own."""
+    return f"celery_astra_{_slug(worker)}"
+
+
+def redis_db_number(worker: str) -> int:
+    """Redis database of one worker: 0 alone, 1 + n for gw<n> (Redis has 16 by default)."""
+    match = re.fullmatch(r"gw(\d+)", worker)
+    if not match:
+        return 0
+    number = int(match.group(1)) + 1
+    if number > 15:
+        raise pytest.UsageError(
+            "pytest-celery-astra: the Redis broker container gives each xdist worker its own database "
+            "and Redis has 16; use -n 15 or fewer, or --celery-astra-broker-kind rabbitmq.")
+    return number
+
+
+def node_name(worker: str) -> str:
+    return f"celery_astra_{_slug(worker)}@{os.uname().nodename}"

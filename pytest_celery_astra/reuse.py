@@ -1,0 +1,58 @@
+"""Opt-in container reuse: keep containers after a run, pick them up on the next one.
+
+Kept containers carry the hash of their configuration. A kept container whose
+hash matches the wanted one, and which answers, is reused; one whose hash does
+not match is removed, so a changed image or setting never runs stale services.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from .services import (
+    LABEL_CONFIG_HASH, LABEL_REUSE, LABEL_SERVICE, ContainerSpec, RunningService, wait_until_ready,
+)
+
+logger = logging.getLogger(__name__)
+REUSED_READY_TIMEOUT = 10.0
+
+
+def find_reusable(spec: ContainerSpec, timeout: float) -> RunningService | None:
+    """A kept, matching, answering container for ``spec``, or None; removes mismatching ones."""
+    import docker
+
+    client = docker.from_env()
+    try:
+        kept = client.containers.list(all=True, filters={"label": [f"{LABEL_REUSE}=1", f"{LABEL_SERVICE}={spec.name}"]})
+        found = None
+        for container in kept:
+            if found is None and container.labels.get(LABEL_CONFIG_HASH) == spec.config_hash \
+                    and container.status == "running":
+                found = _answering(container, spec)
+                if found is not None:
+                    continue
+            logger.info("pytest-celery-astra: removing kept %s container %s (configuration changed or not answering)",
+                        spec.name, container.short_id)
+            container.remove(force=True, v=True)
+        return found
+    finally:
+        client.close()
+
+
+def _answering(container, spec: ContainerSpec) -> RunningService | None:
+    started = time.monotonic()
+    bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{spec.port}/tcp") or []
+    if not bindings:
+        return None
+    host = bindings[0].get("HostIp") or "127.0.0.1"
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    port = int(bindings[0]["HostPort"])
+    try:
+        wait_until_ready(spec, host, port, REUSED_READY_TIMEOUT)
+    except Exception:
+        return None
+    return RunningService(
+        name=spec.name, image=spec.image, container_id=container.id, host=host, port=port,
+        seconds_to_ready=round(time.monotonic() - started, 2), reused=True,
+    )

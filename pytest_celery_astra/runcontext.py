@@ -1,0 +1,98 @@
+"""What one pytest process knows about the run: settings, choices, shared state."""
+
+from __future__ import annotations
+
+import dataclasses
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from .broker import BrokerChoice
+from .coordination import RunState
+from .database import CassandraTarget
+from .engine import EngineProbe, no_engine_message, probe_engine
+from .errors import ServiceStartError
+from .naming import astra_table_name, keyspace_name
+from .services import ContainerSpec, RunningService, cassandra_spec
+from .settings import Settings
+
+RUN_CONTEXT_KEY = pytest.StashKey["RunContext"]()
+
+
+@dataclasses.dataclass
+class RunContext:
+    """Resolved once per process in ``pytest_configure`` and kept in ``config.stash``."""
+
+    settings: Settings
+    worker: str
+    state: RunState
+    owns_state: bool
+    broker: BrokerChoice
+    engine: EngineProbe | None
+    services: dict[str, RunningService] = dataclasses.field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return self.state.run_id
+
+    @property
+    def cassandra_mode(self) -> str:
+        if self.settings.astra:
+            return "astra"
+        return "hosts" if self.settings.cassandra_hosts else "container"
+
+    def keyspace(self, prefix: str | None = None) -> str:
+        if self.settings.astra:
+            return self.settings.astra_keyspace
+        return keyspace_name(prefix or self.settings.keyspace, self.worker)
+
+    def result_table(self) -> str:
+        if self.settings.astra:
+            return astra_table_name(self.settings.table, self.run_id, self.worker)
+        return self.settings.table
+
+    def container_specs(self) -> list[ContainerSpec]:
+        specs = []
+        broker_spec = self.broker.container_spec(self.settings)
+        if broker_spec is not None:
+            specs.append(broker_spec)
+        if self.cassandra_mode == "container":
+            specs.append(cassandra_spec(self.settings.cassandra_image))
+        return specs
+
+    def start_services(self) -> dict[str, RunningService]:
+        """Start (or join) the containers this run needs, broker and Cassandra concurrently."""
+        specs = [spec for spec in self.container_specs() if spec.name not in self.services]
+        if not specs:
+            return self.services
+        engine = probe_engine()
+        if not engine.answers:
+            alternative = ("--celery-astra-cassandra-hosts (an existing cluster)"
+                           if any(s.name == "cassandra" for s in specs) else "--celery-astra-broker memory")
+            raise ServiceStartError(no_engine_message(engine, " and ".join(s.name for s in specs), alternative))
+        with ThreadPoolExecutor(max_workers=len(specs), thread_name_prefix="celery-astra-start") as pool:
+            futures = {spec.name: pool.submit(self.state.obtain, spec, self.settings.startup_timeout,
+                                              self.settings.reuse_containers) for spec in specs}
+            errors = []
+            for name, future in futures.items():
+                try:
+                    self.services[name] = future.result()
+                except ServiceStartError as error:
+                    errors.append(str(error))
+        if errors:
+            raise ServiceStartError("\n".join(errors))
+        return self.services
+
+    def cassandra_target(self) -> CassandraTarget:
+        settings = self.settings
+        if self.cassandra_mode == "astra":
+            if settings.astra_token is not None:
+                username, password = "token", settings.astra_token
+            else:
+                username, password = settings.astra_client_id, settings.astra_client_secret
+            return CassandraTarget(bundle_path=settings.astra_bundle, username=username, password=password)
+        if self.cassandra_mode == "hosts":
+            return CassandraTarget(hosts=settings.cassandra_hosts, port=settings.cassandra_port,
+                                   username=settings.cassandra_username, password=settings.cassandra_password)
+        service = self.services["cassandra"]
+        return CassandraTarget(hosts=(service.host,), port=service.port, protocol_version=5)

@@ -1,0 +1,232 @@
+"""The containers the plugin runs: what to start, how to know it is ready, how to stop it.
+
+A :class:`ContainerSpec` says what to run; :func:`start_container` starts it with
+testcontainers and waits until the service does real work (an AMQP connection,
+a Redis PING, a CQL query), or fails with the container's log attached.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from typing import Callable
+
+from .errors import ServiceStartError
+
+LABEL = "io.github.pytest-celery-astra"
+LABEL_CONFIG_HASH = LABEL + ".config-hash"
+LABEL_RUN_ID = LABEL + ".run-id"
+LABEL_SERVICE = LABEL + ".service"
+LABEL_REUSE = LABEL + ".reuse"
+LOG_TAIL_LINES = 40
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class ContainerSpec:
+    """What to run for one service, and which port the tests talk to."""
+
+    name: str
+    image: str
+    port: int
+    env: tuple[tuple[str, str], ...] = ()
+    command: tuple[str, ...] | None = None
+
+    @property
+    def config_hash(self) -> str:
+        """Identifies a configuration, so a reused container is only reused when it matches."""
+        payload = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        return hashlib.sha256(payload).hexdigest()[:16]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunningService:
+    """Where a started container answers. JSON-friendly, shared with xdist workers."""
+
+    name: str
+    image: str
+    container_id: str
+    host: str
+    port: int
+    seconds_to_ready: float
+    reused: bool = False
+
+
+def rabbitmq_spec(image: str) -> ContainerSpec:
+    return ContainerSpec("rabbitmq", image, 5672)
+
+
+def redis_spec(image: str) -> ContainerSpec:
+    return ContainerSpec("redis", image, 6379)
+
+
+def cassandra_spec(image: str) -> ContainerSpec:
+    # The official image and ours both honour these: a small heap, and a single
+    # node that skips the gossip settle wait.
+    return ContainerSpec(
+        "cassandra", image, 9042,
+        env=(
+            ("MAX_HEAP_SIZE", "512M"),
+            ("HEAP_NEWSIZE", "128M"),
+            ("CASSANDRA_NUM_TOKENS", "1"),
+            ("JVM_OPTS", "-Dcassandra.skip_wait_for_gossip_to_settle=0 -Dcassandra.initial_token=0"),
+        ),
+    )
+
+
+def start_container(spec: ContainerSpec, timeout: float, run_id: str, keep: bool = False) -> RunningService:
+    """Start ``spec`` and wait until its service answers; remove it again on any failure."""
+    from testcontainers.core.container import DockerContainer
+
+    labels = {LABEL: "1", LABEL_SERVICE: spec.name, LABEL_CONFIG_HASH: spec.config_hash, LABEL_RUN_ID: run_id}
+    if keep:
+        labels[LABEL_REUSE] = "1"
+    container = DockerContainer(spec.image, labels=labels)
+    container.with_exposed_ports(spec.port).with_envs(**dict(spec.env))
+    if spec.command:
+        container.with_command(list(spec.command))
+    started = time.monotonic()
+    try:
+        container.start()
+    except Exception as error:
+        _remove_quietly(container)
+        raise ServiceStartError(
+            f"pytest-celery-astra: the {spec.name} container (image {spec.image}) could not be created: "
+            f"{_first_line(error)}; if the image cannot be pulled here, build it with scripts/build-images "
+            f"and set CELERY_ASTRA_{spec.name.upper()}_IMAGE."
+        ) from None
+    try:
+        host = container.get_container_host_ip()
+        port = int(container.get_exposed_port(spec.port))
+        wait_until_ready(spec, host, port, timeout, container_alive=lambda: _is_running(container))
+    except BaseException as error:
+        logs = container_log_tail(container)
+        _remove_quietly(container)
+        if isinstance(error, ServiceStartError):
+            raise ServiceStartError(f"{error}\n--- last {LOG_TAIL_LINES} lines of the {spec.name} "
+                                    f"container's log ---\n{logs}") from None
+        raise
+    return RunningService(
+        name=spec.name, image=spec.image, container_id=container.get_wrapped_container().id,
+        host=host, port=port, seconds_to_ready=round(time.monotonic() - started, 2),
+    )
+
+
+def wait_until_ready(
+    spec: ContainerSpec, host: str, port: int, timeout: float,
+    container_alive: Callable[[], bool] = lambda: True,
+) -> None:
+    """Retry the real thing until it works, the container dies, or ``timeout`` passes."""
+    probe = READINESS_PROBES[spec.name]
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            probe(host, port)
+            return
+        except Exception as error:  # the service is not up yet: every failure means "retry"
+            last_error = error
+        if not container_alive():
+            raise ServiceStartError(
+                f"pytest-celery-astra: the {spec.name} container (image {spec.image}) exited while starting.")
+        time.sleep(0.25)
+    raise ServiceStartError(
+        f"pytest-celery-astra: {spec.name} at {host}:{port} did not answer within {timeout:g} s "
+        f"(last error: {_first_line(last_error)}); raise --celery-astra-startup-timeout if the machine is slow.")
+
+
+def _probe_amqp(host: str, port: int) -> None:
+    from kombu import Connection
+
+    with Connection(f"amqp://guest:guest@{host}:{port}//", connect_timeout=2) as connection:
+        connection.connect()
+
+
+def _probe_redis(host: str, port: int) -> None:
+    from kombu import Connection
+
+    with Connection(f"redis://{host}:{port}/0", connect_timeout=2) as connection:
+        connection.connect()
+        connection.default_channel.client.ping()
+
+
+def _probe_cql(host: str, port: int) -> None:
+    from .database import quiet_driver_logs
+
+    from .database import CassandraTarget
+
+    with quiet_driver_logs():
+        cluster = CassandraTarget(hosts=(host,), port=port, protocol_version=5).cluster(
+            connect_timeout=2, control_connection_timeout=2)
+        try:
+            cluster.connect().execute("SELECT release_version FROM system.local", timeout=5).one()
+        finally:
+            cluster.shutdown()
+
+
+READINESS_PROBES: dict[str, Callable[[str, int], None]] = {
+    "rabbitmq": _probe_amqp,
+    "redis": _probe_redis,
+    "cassandra": _probe_cql,
+}
+
+
+def remove_container(container_id: str) -> None:
+    """Remove a container by id (SIGKILL, no grace period: test data is disposable)."""
+    import docker
+
+    client = docker.from_env()
+    try:
+        client.containers.get(container_id).remove(force=True, v=True)
+    except docker.errors.NotFound:
+        pass
+    finally:
+        client.close()
+
+
+def exec_in_container(container_id: str, command: list[str]) -> str:
+    """Run a command in a container; raise with its output when it fails."""
+    import docker
+
+    client = docker.from_env()
+    try:
+        result = client.containers.get(container_id).exec_run(command)
+    finally:
+        client.close()
+    output = result.output.decode(errors="replace")
+    if result.exit_code != 0:
+        raise ServiceStartError(f"pytest-celery-astra: {' '.join(command)} failed in the container: {output.strip()}")
+    return output
+
+
+def container_log_tail(container) -> str:
+    try:
+        stdout, stderr = container.get_logs()
+    except Exception as error:
+        return f"(logs unavailable: {_first_line(error)})"
+    lines = (stdout + stderr).decode(errors="replace").splitlines()
+    return "\n".join(lines[-LOG_TAIL_LINES:])
+
+
+def _is_running(container) -> bool:
+    try:
+        container.get_wrapped_container().reload()
+        return container.get_wrapped_container().status in ("created", "running")
+    except Exception:
+        return False
+
+
+def _remove_quietly(container) -> None:
+    try:
+        container.stop()
+    except Exception as error:
+        logger.warning("pytest-celery-astra: could not remove a container: %s", _first_line(error))
+
+
+def _first_line(error: object) -> str:
+    text = str(error).strip() or error.__class__.__name__
+    return text.splitlines()[0][:300]

@@ -1,0 +1,174 @@
+"""A Celery worker in a thread of the test process: bounded start, loud failure, fast stop."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import traceback
+
+from celery import Celery
+from celery.contrib.testing.worker import TestWorkController
+from celery.exceptions import WorkerTerminate
+from celery.result import _set_task_join_will_block
+from celery.worker import state as worker_state
+
+from .errors import EmbeddedWorkerError
+
+# How often the worker's event loop wakes to look at the stop flag. kombu's hub
+# otherwise sleeps in epoll for up to 10 s, which is why Celery's own
+# start_worker() takes ~10 s to stop (../shared/CELERY-FACTS.md, point 1).
+WAKE_INTERVAL = 0.05
+
+
+def _noop() -> None:
+    pass
+
+
+class _ThreadWorkController(TestWorkController):
+    """Celery's test worker, remembering why it died and waking its loop often."""
+
+    failure: BaseException | None = None
+
+    def start(self):
+        try:
+            self.blueprint.start(self)
+        except WorkerTerminate:
+            self.terminate()
+        except BaseException as error:  # recorded, re-raised in the test thread
+            self.failure = error
+            try:
+                self.stop(exitcode=1)
+            except Exception:
+                pass
+
+    def on_consumer_ready(self, consumer):
+        # Runs in the worker thread, inside its event loop set-up: the one place
+        # where adding a timer to the hub is thread-safe.
+        if consumer.hub is not None:
+            consumer.hub.call_repeatedly(WAKE_INTERVAL, _noop)
+        else:
+            _shorten_drain_timeout(consumer.connection)
+        super().on_consumer_ready(consumer)
+
+
+def _shorten_drain_timeout(connection) -> None:
+    # Transports without an event loop (memory://) block in drain_events for
+    # 2 s per cycle; cap it so a stop is seen within WAKE_INTERVAL-ish time.
+    original = connection.drain_events
+
+    def drain_events(timeout=None, **kwargs):
+        return original(timeout=WAKE_INTERVAL if timeout is None else min(timeout, WAKE_INTERVAL), **kwargs)
+
+    connection.drain_events = drain_events
+
+
+class EmbeddedWorker:
+    """Runs ``app``'s tasks in a daemon thread until :meth:`stop`.
+
+    :meth:`check` raises :class:`EmbeddedWorkerError` with the cause if the
+    thread died; the plugin calls it while tests wait for results and after
+    each test.
+    """
+
+    def __init__(self, app: Celery, hostname: str, pool: str = "solo", concurrency: int = 1,
+                 queues: tuple[str, ...] = (), start_timeout: float = 20.0, stop_timeout: float = 20.0,
+                 loglevel: str = "WARNING"):
+        self.app = app
+        self.hostname = hostname
+        self.pool = pool
+        self.concurrency = concurrency
+        self.queues = queues
+        self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
+        self.loglevel = loglevel
+        self.controller: _ThreadWorkController | None = None
+        self.thread: threading.Thread | None = None
+        self.seconds_to_start: float | None = None
+        self.seconds_to_stop: float | None = None
+
+    def __repr__(self) -> str:
+        alive = self.thread is not None and self.thread.is_alive()
+        return f"EmbeddedWorker({self.hostname!r}, pool={self.pool!r}, alive={alive})"
+
+    @property
+    def consumed_queues(self) -> list[str]:
+        return [self.app.conf.task_default_queue, *[q for q in self.queues if q != self.app.conf.task_default_queue]]
+
+    def start(self) -> "EmbeddedWorker":
+        started = time.monotonic()
+        self.app.finalize()
+        self.app.set_current()
+        self.app.set_default()
+        self.controller = _ThreadWorkController(
+            app=self.app, hostname=self.hostname, pool=self.pool, concurrency=self.concurrency,
+            loglevel=self.loglevel, logfile=None, ready_callback=None, queues=self.consumed_queues,
+            without_heartbeat=True, without_mingle=True, without_gossip=True,
+        )
+        self.thread = threading.Thread(target=self.controller.start, name="celery-astra-worker", daemon=True)
+        self.thread.start()
+        deadline = started + self.start_timeout
+        while not self.controller._on_started.wait(0.05):
+            if not self.thread.is_alive() or self.controller.failure is not None:
+                self._raise_failure("died while starting")
+            if time.monotonic() > deadline:
+                self._abandon()
+                raise EmbeddedWorkerError(
+                    f"pytest-celery-astra: the embedded worker did not become ready within {self.start_timeout:g} s "
+                    f"(broker {self._broker()}; registered tasks: {', '.join(self.registered_tasks()) or 'none'}); "
+                    f"check the broker or raise --celery-astra-worker-timeout.")
+        # Starting a worker marks this process as a worker, where .get() is
+        # forbidden; the tests run in another thread and must be allowed to wait.
+        _set_task_join_will_block(False)
+        self.app.celery_astra_health_check = self.check
+        self.seconds_to_start = time.monotonic() - started
+        return self
+
+    def registered_tasks(self) -> list[str]:
+        return sorted(name for name in self.app.tasks if not name.startswith("celery."))
+
+    def check(self) -> None:
+        """Raise :class:`EmbeddedWorkerError` if the worker thread died."""
+        if self.thread is None or self.controller is None:
+            return
+        if self.controller.failure is not None or not self.thread.is_alive():
+            self._raise_failure("died")
+
+    def stop(self) -> None:
+        """Stop the worker within ``stop_timeout``; raise with its stack if it does not."""
+        if self.thread is None:
+            return
+        started = time.monotonic()
+        self.app.celery_astra_health_check = None
+        worker_state.should_terminate = 0
+        try:
+            self.thread.join(self.stop_timeout)
+            if self.thread.is_alive():
+                raise EmbeddedWorkerError(
+                    f"pytest-celery-astra: the embedded worker did not stop within {self.stop_timeout:g} s "
+                    f"(a task still running?); raise --celery-astra-worker-timeout. Worker thread stack:\n"
+                    f"{self._thread_stack()}")
+        finally:
+            worker_state.should_terminate = None
+            self.seconds_to_stop = time.monotonic() - started
+            self.thread = None
+
+    def _abandon(self) -> None:
+        worker_state.should_terminate = 0
+        if self.thread is not None:
+            self.thread.join(2)
+        worker_state.should_terminate = None
+
+    def _raise_failure(self, what: str) -> None:
+        cause = self.controller.failure if self.controller else None
+        detail = "".join(traceback.format_exception_only(type(cause), cause)).strip() if cause else "no exception recorded"
+        raise EmbeddedWorkerError(f"pytest-celery-astra: the embedded worker {what}: {detail}") from cause
+
+    def _broker(self) -> str:
+        from .masking import mask_url
+
+        return mask_url(self.app.conf.broker_url or "")
+
+    def _thread_stack(self) -> str:
+        frame = sys._current_frames().get(self.thread.ident) if self.thread else None
+        return "".join(traceback.format_stack(frame)) if frame else "(thread gone)"
