@@ -29,9 +29,13 @@ class TestCassandraBackend(CassandraBackend):
     """Celery's Cassandra backend with a short poll interval and a worker health check."""
 
     __test__ = False
-    # The driver's Session is thread-safe and the backend guards its own set-up
-    # with a lock: one Cluster for the test thread and the worker thread.
-    thread_safe = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The driver's Session is thread-safe and the backend guards its own
+        # set-up with a lock: one Cluster for the test and the worker thread
+        # (Celery otherwise builds one per thread and never shuts them down).
+        self.thread_safe = True
 
     def wait_for(self, task_id, timeout=None, interval=0.5, no_ack=True, on_interval=None):
         interval = min(interval, self.app.conf.get("celery_astra_result_poll_interval") or DEFAULT_POLL_INTERVAL)

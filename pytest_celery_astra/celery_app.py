@@ -56,3 +56,12 @@ def _forget_cached_backend(app: Celery) -> None:
     # from its production settings; drop it so the next use builds ours.
     app._backend_cache = None
     app._local = threading.local()
+
+
+def close_backend(app: Celery) -> None:
+    """Shut down the Cluster Celery's Cassandra backend opened; Celery never does."""
+    backend = app._backend_cache
+    cluster = getattr(backend, "_cluster", None)
+    if cluster is not None:
+        cluster.shutdown()
+    _forget_cached_backend(app)

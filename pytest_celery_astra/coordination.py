@@ -54,6 +54,7 @@ class RunState:
                 data = json.loads(record.read_text())
                 if "error" in data:
                     raise ServiceStartError(data["error"])
+                data.pop("keep", None)
                 return RunningService(**data)
             try:
                 service = (find_reusable(spec, timeout) if reuse else None) or start_container(

@@ -16,7 +16,7 @@ from typing import Callable
 import pytest
 
 from .broker import worker_broker_url
-from .celery_app import configure_app, load_app
+from .celery_app import close_backend, configure_app, load_app
 from .database import TestDatabase
 from .errors import CeleryAstraError
 from .naming import node_name
@@ -105,10 +105,13 @@ def app(reference: str | None = None, database_fixture: str = "celery_astra_data
             celery_app = load_app(reference or context.settings.app)
         except (CeleryAstraError, ImportError) as error:
             _fail_setup(error)
-        return configure_app(
+        configure_app(
             celery_app, url, transport_options, db.target.celery_settings(), db.keyspace, db.result_table,
             context.settings.read_consistency, context.settings.write_consistency,
             context.settings.result_poll_interval)
+        yield celery_app
+        _teardown_step("closing the result backend's Cassandra connection", lambda: close_backend(celery_app))
+        _teardown_step("closing the broker connection pool", celery_app.pool.force_close_all)
 
     app_fixture.__doc__ = (
         "The Celery app (session scope) wired to the test broker and to the Cassandra result backend "

@@ -110,7 +110,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"celery-astra broker: {broker_line} [{broker.reason}]",
         f"celery-astra cassandra: {cassandra_line}",
         f"celery-astra worker: pool {settings.describe('worker_pool')}, app {settings.describe('app')}, "
-        f"cleanup {settings.describe('cleanup')}, reuse containers {settings.describe('reuse_containers')}",
+        f"cleanup {settings.describe('cleanup')}, reuse containers {settings.describe('reuse_containers')}, "
+        f"run id {context.run_id}",
     ]
 
 
@@ -168,4 +169,4 @@ def _celery_astra_per_test(request: pytest.FixtureRequest):
         request.getfixturevalue("celery_astra_cleanup")
     yield
     for embedded in request.config.stash.get(factories.RUNNING_WORKERS_KEY, []):
-        embedded.check()
+        embedded.check_unreported()

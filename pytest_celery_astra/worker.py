@@ -85,6 +85,7 @@ class EmbeddedWorker:
         self.controller: _ThreadWorkController | None = None
         self.thread: threading.Thread | None = None
         self.seconds_to_start: float | None = None
+        self.failure_reported = False
         self.seconds_to_stop: float | None = None
 
     def __repr__(self) -> str:
@@ -134,6 +135,11 @@ class EmbeddedWorker:
         if self.controller.failure is not None or not self.thread.is_alive():
             self._raise_failure("died")
 
+    def check_unreported(self) -> None:
+        """Like :meth:`check`, but quiet once a test already failed with the worker's death."""
+        if not self.failure_reported:
+            self.check()
+
     def stop(self) -> None:
         """Stop the worker within ``stop_timeout``; raise with its stack if it does not."""
         if self.thread is None:
@@ -162,6 +168,7 @@ class EmbeddedWorker:
     def _raise_failure(self, what: str) -> None:
         cause = self.controller.failure if self.controller else None
         detail = "".join(traceback.format_exception_only(type(cause), cause)).strip() if cause else "no exception recorded"
+        self.failure_reported = True
         raise EmbeddedWorkerError(f"pytest-celery-astra: the embedded worker {what}: {detail}") from cause
 
     def _broker(self) -> str:
