@@ -164,7 +164,7 @@ class TestDatabase:
 
         deadline = time.monotonic() + timeout
         while True:
-            cluster = self.target.cluster(connect_timeout=5, control_connection_timeout=5)
+            cluster = self._new_cluster()
             try:
                 with quiet_driver_logs():
                     self.session = cluster.connect()
@@ -184,6 +184,21 @@ class TestDatabase:
             except Exception:
                 cluster.shutdown()
                 raise
+
+    def _new_cluster(self):
+        """A Cluster; the cloud path already talks to Astra's metadata service here."""
+        try:
+            # The driver logs its metadata-fetch failures with a traceback; the error below says it in one line.
+            with quiet_driver_logs():
+                return self.target.cluster(connect_timeout=5, control_connection_timeout=5)
+        except Exception as error:
+            if not self.target.is_astra:
+                raise
+            # The driver's own errors say "metadata service" or "zip file": name the setting instead.
+            raise DatabaseSetupError(
+                f"pytest-celery-astra: Astra DB's metadata service did not accept the secure connect bundle "
+                f"({_short(error)}); download the bundle of this database again from the Astra console and fix "
+                f"--astra-bundle (ASTRA_DB_SECURE_BUNDLE_PATH).") from None
 
     def _login_refused_message(self) -> str:
         if self.target.is_astra:

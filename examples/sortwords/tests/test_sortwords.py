@@ -85,3 +85,11 @@ class TestCleanupBetweenTests:
     def test_finds_table_empty(self, celery_astra_app, celery_astra_cassandra):
         assert celery_astra_cassandra.execute(
             f"SELECT COUNT(*) FROM {celery_astra_app.conf.cassandra_table}").one()[0] == 0
+
+
+@pytest.mark.astra_live
+def test_live_astra_results_go_to_a_table_of_this_run(celery_astra_database, celery_astra_app):
+    # Only with --astra: the shared keyspace gets one result table per run and xdist worker.
+    assert celery_astra_database.target.is_astra
+    assert celery_astra_app.conf.cassandra_table == celery_astra_database.result_table
+    assert celery_astra_database.run_id in celery_astra_database.result_table
