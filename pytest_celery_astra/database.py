@@ -151,6 +151,8 @@ class TestDatabase:
         self.write_consistency = write_consistency
         self.owns_keyspace = not target.is_astra
         self.created_tables: set[str] = set()
+        # Partitions deleted per table since its last TRUNCATE (see janitor.py).
+        self.tombstones: dict[str, int] = {}
         self.cluster = None
         self.session = None
 

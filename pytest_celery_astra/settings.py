@@ -171,7 +171,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("reuse_containers", "Keep containers after the run and reuse them when their configuration "
             "matches.", default=False, parse=_boolean),
     Setting("astra", "Run the Cassandra side against a live Astra DB database.", default=False,
-            parse=_boolean, flag=True, cli="--astra", ini="celery_astra_astra"),
+            parse=_boolean, flag=True, cli="--astra", env="CELERY_ASTRA_USE_ASTRA", ini="celery_astra_use_astra"),
     Setting("astra_bundle", "Path of the Astra DB secure connect bundle (zip).",
             cli="--astra-bundle", env="ASTRA_DB_SECURE_BUNDLE_PATH", ini="astra_db_secure_bundle_path"),
     Setting("astra_token", "Astra DB application token (AstraCS:...).", secret=True,
@@ -183,8 +183,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("astra_keyspace", "Existing Astra DB keyspace the result tables are created in.",
             parse=_cql_identifier, cli="--astra-keyspace", env="ASTRA_DB_KEYSPACE", ini="astra_db_keyspace"),
     Setting("astra_drop_stale", "Drop result tables left by crashed earlier runs (only tables marked by "
-            "this plugin).", default=False, parse=_boolean, flag=True, cli="--astra-drop-stale",
-            ini="astra_db_drop_stale"),
+            "this plugin, older than 2 hours).", default=False, parse=_boolean, flag=True, cli="--astra-drop-stale",
+            env="CELERY_ASTRA_DROP_STALE_TABLES", ini="celery_astra_drop_stale_tables"),
 )
 SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
 
