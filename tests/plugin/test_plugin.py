@@ -257,3 +257,46 @@ def test_ctrl_c_removes_the_containers(project):
     assert "KeyboardInterrupt" in text
     run_id = re.search(r"run id (\w+)", text).group(1)
     assert containers_of_run(run_id) == []
+
+
+def test_existing_cluster_with_login_keyspace_created_then_dropped(project):
+    """Contact-points mode: no Cassandra container; the keyspace is created, then dropped at the end."""
+    from tests.astra_standin import cassandra_container, connect_superuser
+
+    project.makepyfile(test_hosts='''
+        from myapp import add
+
+        def test_round_trip(celery_astra_worker, celery_astra_cassandra):
+            assert celery_astra_cassandra.keyspace == "celery_astra_master"
+            assert add.delay(20, 22).get(timeout=30) == 42
+    ''')
+    with cassandra_container() as node:  # PasswordAuthenticator, superuser cassandra/cassandra
+        cluster, session = connect_superuser(node.host, node.port)
+        try:
+            session.execute("CREATE KEYSPACE foreign_ks WITH replication = "
+                            "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+            os.environ["CELERY_ASTRA_CASSANDRA_PASSWORD"] = "cassandra"
+            try:
+                result = project.runpytest_subprocess(
+                    "--celery-astra-broker", "memory", f"--celery-astra-cassandra-hosts={node.host}",
+                    f"--celery-astra-cassandra-port={node.port}", "--celery-astra-cassandra-username=cassandra",
+                    "--showlocals", timeout=180)
+                # A keyspace of that name the plugin did not create is refused, not used or dropped.
+                session.execute("CREATE KEYSPACE foreign_master WITH replication = "
+                                "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+                refused = project.runpytest_subprocess(
+                    "--celery-astra-broker", "memory", f"--celery-astra-cassandra-hosts={node.host}",
+                    f"--celery-astra-cassandra-port={node.port}", "--celery-astra-cassandra-username=cassandra",
+                    "--celery-astra-keyspace=foreign", timeout=180)
+            finally:
+                del os.environ["CELERY_ASTRA_CASSANDRA_PASSWORD"]
+            keyspaces = {row.keyspace_name for row in session.execute("SELECT keyspace_name FROM system_schema.keyspaces")}
+        finally:
+            cluster.shutdown()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"celery-astra cassandra: hosts {node.host} (option*) port {node.port}*"])
+    assert "celery_astra_master" not in keyspaces          # dropped at the end of the run
+    assert {"foreign_ks", "foreign_master"} <= keyspaces   # never touched
+    refused.assert_outcomes(errors=1)
+    refused.stdout.fnmatch_lines(["*keyspace 'foreign_master' already exists and was not created by this plugin*"])
+    assert containers_of_run(run_id_of(result)) == []
