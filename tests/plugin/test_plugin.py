@@ -300,3 +300,21 @@ def test_existing_cluster_with_login_keyspace_created_then_dropped(project):
     refused.assert_outcomes(errors=1)
     refused.stdout.fnmatch_lines(["*keyspace 'foreign_master' already exists and was not created by this plugin*"])
     assert containers_of_run(run_id_of(result)) == []
+
+
+def test_worker_start_timeout_lists_tasks_and_masks_the_broker_password(project):
+    project.makepyfile(test_wt='''
+        def test_needs_worker(celery_astra_worker):
+            pass
+    ''')
+    result = project.runpytest_subprocess(
+        "--celery-astra-broker", "url", "--celery-astra-broker-url", "amqp://guest:s3cr3t-pw@127.0.0.1:1//",
+        "--celery-astra-worker-timeout", "3", timeout=180)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([
+        "celery-astra broker: url amqp://guest:***@127.0.0.1:1//*",
+        "*the embedded worker did not become ready within 3 s (broker amqp://guest:***@127.0.0.1:1//; "
+        "registered tasks: myapp.add, myapp.routed, myapp.where)*",
+        "THREADS-AT-END: ['event_loop']",
+    ])
+    assert "s3cr3t-pw" not in result.stdout.str() + result.stderr.str()
