@@ -42,6 +42,7 @@ from tests.astra_standin import (
 )
 from tests.astra_standin.cql_frames import FRAME_HEADER, decode_string_multimap
 from tests.astra_standin.pki import CertificateAuthority, IssuedCertificate
+from tests.astra_standin.cql_probe import _recv_exactly
 
 KEYSPACE = "astra_ks"
 
@@ -90,14 +91,6 @@ def _tls_to_proxy(astra: AstraStandIn, server_name: str, identity: Optional[Issu
         raise
 
 
-def _recv_exactly(sock: ssl.SSLSocket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ConnectionError("closed mid-frame")
-        data += chunk
-    return data
 
 
 def _cql_options(sock: ssl.SSLSocket) -> dict[str, list[str]]:
