@@ -153,6 +153,7 @@ class TestDatabase:
         self.created_tables: set[str] = set()
         # Partitions deleted per table since its last TRUNCATE (see janitor.py).
         self.tombstones: dict[str, int] = {}
+        self.prepared_deletes: dict = {}
         self.cluster = None
         self.session = None
 

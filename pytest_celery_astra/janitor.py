@@ -93,12 +93,19 @@ class Janitor:
             return True
         from cassandra.concurrent import execute_concurrent_with_args
 
-        where = " AND ".join(f"{column} = ?" for column in key_columns)
-        delete = session.prepare(f"DELETE FROM {qualified} WHERE {where}")
+        delete = self._delete_statement(qualified, key_columns)
         execute_concurrent_with_args(session, delete, keys, concurrency=64,
                                      raise_on_first_error=True)
         self.database.tombstones[name] = spent + len(keys)
         return True
+
+    def _delete_statement(self, qualified: str, key_columns: list[str]):
+        # Prepared once per table and session, not once per test: a prepare is a server round trip.
+        statements = self.database.prepared_deletes
+        if qualified not in statements:
+            where = " AND ".join(f"{column} = ?" for column in key_columns)
+            statements[qualified] = self.database.session.prepare(f"DELETE FROM {qualified} WHERE {where}")
+        return statements[qualified]
 
     def _partition_key(self, name: str) -> list[str]:
         table = self.database.cluster.metadata.keyspaces[self.database.keyspace].tables.get(name)

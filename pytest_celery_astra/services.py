@@ -155,9 +155,7 @@ def _probe_redis(host: str, port: int) -> None:
 
 
 def _probe_cql(host: str, port: int) -> None:
-    from .database import quiet_driver_logs
-
-    from .database import CassandraTarget
+    from .database import CassandraTarget, quiet_driver_logs
 
     with quiet_driver_logs():
         cluster = CassandraTarget(hosts=(host,), port=port, protocol_version=5).cluster(
