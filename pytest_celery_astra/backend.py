@@ -30,8 +30,11 @@ class TestCassandraBackend(CassandraBackend):
 
     __test__ = False
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args, port=None, **kwargs):
+        super().__init__(*args, port=port, **kwargs)
+        # celery 5.3 defaults ``port=9042`` and never reads ``cassandra_port``
+        # (its __init__ ignores the setting): a container's mapped port would be ignored.
+        self.port = port or self.app.conf.get("cassandra_port") or 9042
         # The driver's Session is thread-safe and the backend guards its own
         # set-up with a lock: one Cluster for the test and the worker thread
         # (Celery otherwise builds one per thread and never shuts them down).

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+from urllib.parse import urlsplit
 
 from .engine import EngineProbe
 from .naming import redis_db_number, vhost_name
 from .services import ContainerSpec, RunningService, exec_in_container, rabbitmq_spec, redis_spec
+from .masking import url_for_message
 from .settings import Settings
+
+# kombu's transports by URL scheme (kombu.transport.TRANSPORT_ALIASES), checked here so that
+# a mistyped URL is one sentence before kombu (whose tracebacks show the URL) ever sees it.
+KNOWN_SCHEMES = frozenset({
+    "amqp", "amqps", "pyamqp", "librabbitmq", "redis", "rediss", "sentinel", "memory", "filesystem",
+    "sqs", "mongodb", "zookeeper", "consul", "etcd", "qpid", "sqla", "sqlalchemy", "azurestoragequeues",
+    "azureservicebus", "gcpubsub", "confluentkafka", "pyro", "SLMQ", "slmq",
+})
 
 # Memory transport: poll its in-process queues often; its default is every 1 s.
 MEMORY_TRANSPORT_OPTIONS = {"polling_interval": 0.005}
@@ -43,6 +53,23 @@ def choose_broker(settings: Settings, probe: EngineProbe | None) -> BrokerChoice
         return BrokerChoice("container", settings.broker_kind, f"auto: a container engine answers at {probe.docker_host}")
     detail = probe.detail if probe is not None else "not probed"
     return BrokerChoice("memory", None, f"auto: no container engine answers ({detail})")
+
+
+def check_broker_url(url: str) -> None:
+    """Raise ValueError (one sentence, password masked) unless ``url`` is a broker URL kombu can use."""
+    shown = url_for_message(url)
+    fix = "fix --celery-astra-broker-url (env CELERY_ASTRA_BROKER_URL)"
+    for candidate in str(url).split(";"):  # kombu accepts failover URLs separated by ";"
+        candidate = candidate.strip().replace("{worker}", "gw0")
+        scheme = candidate.partition("://")[0] if "://" in candidate else ""
+        if scheme.split("+")[-1] not in KNOWN_SCHEMES:
+            raise ValueError(
+                f"broker URL {shown} has {'no transport' if not scheme else f'an unknown transport {scheme!r}'} "
+                f"(expected amqp://, redis://, memory://, ...); {fix}")
+        try:
+            urlsplit(candidate).port  # a port that is not a number raises ValueError
+        except ValueError:
+            raise ValueError(f"broker URL {shown} has a port that is not a number; {fix}") from None
 
 
 def worker_broker_url(choice: BrokerChoice, settings: Settings, service: RunningService | None,

@@ -4,30 +4,60 @@ from __future__ import annotations
 
 import importlib
 import threading
+import traceback
+from typing import TYPE_CHECKING
 
-from celery import Celery
+if TYPE_CHECKING:
+    from celery import Celery
 
 # The backend is named, not imported: importing it loads cassandra-driver (slow).
 BACKEND_PATH = "pytest_celery_astra.backend:TestCassandraBackend"
 
 
 def load_app(reference: str | None) -> Celery:
-    """The user's app named ``module:attribute``, or a fresh app when None."""
+    """The user's app named ``module:attribute``, or a fresh app when None.
+
+    Every way this can go wrong is one sentence (an ImportError) naming the setting.
+    """
+    from celery import Celery  # imported on use: the plugin stays cheap to import
+
     if reference is None:
         return Celery("celery_astra")
     module_name, _, attribute = reference.partition(":")
+    fix = "fix --celery-astra-app (ini celery_astra_app, env CELERY_ASTRA_APP)"
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
         raise ImportError(
             f"pytest-celery-astra: cannot import module {module_name!r} of --celery-astra-app {reference!r} "
-            f"({error}); check the setting and that the module is on sys.path (pytest's rootdir/pythonpath).") from error
-    app = getattr(module, attribute, None)
+            f"({error}); {fix}, or add its directory to pytest's pythonpath ini option.") from None
+    except Exception as error:  # the user's module itself fails at import: say where, in one line
+        raise ImportError(
+            f"pytest-celery-astra: importing module {module_name!r} of --celery-astra-app {reference!r} raised "
+            f"{type(error).__name__}: {_first_line(error)}{_where(error)}; fix the module or {fix}.") from None
+    if not hasattr(module, attribute):
+        raise ImportError(
+            f"pytest-celery-astra: module {module_name!r} has no attribute {attribute!r} "
+            f"(--celery-astra-app {reference!r}); {fix} to name the attribute that holds Celery(...).")
+    app = getattr(module, attribute)
     if not isinstance(app, Celery):
         raise ImportError(
             f"pytest-celery-astra: {reference!r} (--celery-astra-app) is not a Celery app "
-            f"(found {type(app).__name__}); name the attribute that holds Celery(...).")
+            f"(found {type(app).__name__}); {fix} to name the attribute that holds Celery(...).")
     return app
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else "(no message)"
+
+
+def _where(error: BaseException) -> str:
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return ""
+    last = frames[-1]
+    return f" at {last.filename}:{last.lineno}"
 
 
 def configure_app(app: Celery, broker_url: str, broker_transport_options: dict, cassandra_settings: dict,

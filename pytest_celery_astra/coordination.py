@@ -10,7 +10,6 @@ there once, after the last worker finished — also after failures and Ctrl-C.
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import json
 import logging
 import shutil
@@ -36,8 +35,9 @@ class RunState:
 
     @classmethod
     def create(cls) -> "RunState":
+        """A new run id and the path of its state directory, which is made only when a service starts."""
         run_id = uuid.uuid4().hex[:10]
-        return cls(Path(tempfile.mkdtemp(prefix=f"pytest-celery-astra-{run_id}-")), run_id)
+        return cls(Path(tempfile.gettempdir()) / f"pytest-celery-astra-{run_id}", run_id)
 
     def to_workerinput(self) -> dict[str, str]:
         return {"celery_astra_state_dir": str(self.directory), "celery_astra_run_id": self.run_id}
@@ -48,6 +48,7 @@ class RunState:
 
     def obtain(self, spec: ContainerSpec, timeout: float, reuse: bool = False) -> RunningService:
         """The running service for ``spec``: started once per run, whoever asks first."""
+        self.directory.mkdir(mode=0o700, exist_ok=True)
         record = self.directory / f"{spec.name}.json"
         with _file_lock(self.directory / f"{spec.name}.lock"):
             if record.exists():
@@ -70,7 +71,9 @@ class RunState:
 
     def stop_all(self) -> list[str]:
         """Remove every container this run started (kept ones excepted); return problems as text."""
-        problems = []
+        problems: list[str] = []
+        if not self.directory.exists():
+            return problems
         for record in sorted(self.directory.glob("*.json")):
             data = json.loads(record.read_text())
             container_id = data.get("container_id")
@@ -86,7 +89,21 @@ class RunState:
 
 @contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock between the processes of one run (xdist workers)."""
     with open(path, "a+") as handle:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no fcntl; lock the first byte instead
+            import msvcrt
+
+            handle.seek(0)
+            msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
+            try:
+                yield
+            finally:
+                handle.seek(0)
+                msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+            return
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

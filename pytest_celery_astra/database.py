@@ -151,6 +151,9 @@ class TestDatabase:
         self.write_consistency = write_consistency
         self.owns_keyspace = not target.is_astra
         self.created_tables: set[str] = set()
+        # Tables emptied after every test, besides the result table: made with create_table(),
+        # or registered once with register_table().
+        self.cleaned_tables: list[str] = []
         # Partitions deleted per table since its last TRUNCATE (see janitor.py).
         self.tombstones: dict[str, int] = {}
         self.prepared_deletes: dict = {}
@@ -239,7 +242,11 @@ class TestDatabase:
             f"WITH comment = '{table_mark(self.run_id, self.worker)}'")
 
     def create_table(self, table: str, ddl_for=None, cql: str | None = None) -> None:
-        """Create a table carrying the plugin's mark and remember it as the plugin's own."""
+        """Create ``table`` in the test keyspace; it is the plugin's own and is emptied after every test.
+
+        ``cql`` is your ``CREATE TABLE`` statement (unqualified names land in the test keyspace);
+        ``ddl_for(keyspace, table, mark)`` returns one instead. Call it once, from a session fixture.
+        """
         from cassandra import AlreadyExists
 
         mark = table_mark(self.run_id, self.worker)
@@ -253,6 +260,18 @@ class TestDatabase:
                     f"this plugin, so it will not be used or cleaned; choose another --celery-astra-table.") from None
             self.session.execute(f"TRUNCATE {self.keyspace}.{table}", timeout=60)
         self.created_tables.add(table)
+        if table != self.result_table and table not in self.cleaned_tables:
+            self.cleaned_tables.append(table)
+
+    def register_table(self, table: str) -> str:
+        """Empty ``table`` after every test from now on: for a table your app creates itself in the
+        test keyspace. Refused (:class:`TableNotOwnedError`) for tables outside the plugin's keyspace."""
+        from .janitor import Janitor
+
+        name = Janitor(self).register(table)
+        if name != self.result_table and name not in self.cleaned_tables:
+            self.cleaned_tables.append(name)
+        return name
 
     def table_comment(self, table: str) -> str | None:
         self.cluster.refresh_table_metadata(self.keyspace, table)

@@ -5,6 +5,10 @@ class CeleryAstraError(Exception):
     """Base class of the plugin's errors."""
 
 
+class ConfigurationError(CeleryAstraError):
+    """A setting, the app or the broker URL is wrong; known before any service starts."""
+
+
 class ServiceStartError(CeleryAstraError):
     """A broker or Cassandra container did not start or answer."""
 

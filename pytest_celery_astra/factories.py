@@ -27,9 +27,20 @@ def _context(request: pytest.FixtureRequest) -> RunContext:
     return request.config.stash[RUN_CONTEXT_KEY]
 
 
-def _fail_setup(error: Exception) -> None:
-    # One clear sentence instead of a traceback from deep inside a driver.
+def _fail_setup(request: pytest.FixtureRequest, error: Exception) -> None:
+    """One clear sentence instead of a traceback from deep inside a driver, and once per run:
+    a session fixture that cannot be set up would fail every later test the same way."""
+    request.session.shouldfail = "pytest-celery-astra: stopping the run after the set-up error above"
     raise pytest.fail.Exception(str(error), pytrace=False) from None
+
+
+def _documented(doc: str, **fixture_kwargs) -> Callable[[Callable], Callable]:
+    """``pytest.fixture`` for a factory-made function, with its docstring set first:
+    pytest 8.4+ wraps the function, and a ``__doc__`` set afterwards never reaches ``--fixtures``."""
+    def decorate(function: Callable) -> Callable:
+        function.__doc__ = doc
+        return pytest.fixture(**fixture_kwargs)(function)
+    return decorate
 
 
 def _teardown_step(what: str, step: Callable[[], object]) -> None:
@@ -47,10 +58,15 @@ def database(keyspace_prefix: str | None = None) -> Callable:
     xdist worker id is appended, as for the default one.
     """
 
-    @pytest.fixture(scope="session")
+    @_documented(
+        "A TestDatabase (session scope): a connected cassandra-driver Session (.session), the test "
+        "keyspace (.keyspace) and Celery's result table (.result_table), created with Celery's schema "
+        "before any test runs; .create_table() makes tables the plugin owns and empties after every test.",
+        scope="session")
     def database_fixture(request: pytest.FixtureRequest):
         context = _context(request)
         try:
+            context.preflight()
             context.start_services()
             db = TestDatabase(
                 context.cassandra_target(), context.keyspace(keyspace_prefix), context.result_table(),
@@ -58,7 +74,7 @@ def database(keyspace_prefix: str | None = None) -> Callable:
                 context.settings.write_consistency)
             db.connect(context.settings.startup_timeout)
         except CeleryAstraError as error:
-            _fail_setup(error)
+            _fail_setup(request, error)
         try:
             if context.settings.astra and context.settings.astra_drop_stale:
                 from .astra import stale_tables
@@ -68,7 +84,7 @@ def database(keyspace_prefix: str | None = None) -> Callable:
             db.prepare()
         except CeleryAstraError as error:
             db.shutdown()
-            _fail_setup(error)
+            _fail_setup(request, error)
         except BaseException:
             db.shutdown()
             raise
@@ -79,10 +95,6 @@ def database(keyspace_prefix: str | None = None) -> Callable:
             _teardown_step(f"dropping keyspace {db.keyspace}", db.drop_keyspace)
         _teardown_step("closing the Cassandra session", db.shutdown)
 
-    database_fixture.__doc__ = (
-        "A TestDatabase (session scope): a connected cassandra-driver Session (.session), the test "
-        "keyspace (.keyspace) and Celery's result table (.result_table), created with Celery's schema "
-        "before any test runs; .create_table() makes tables the plugin owns and cleans.")
     return database_fixture
 
 
@@ -93,30 +105,34 @@ def app(reference: str | None = None, database_fixture: str = "celery_astra_data
     by default the ``app`` setting, or a fresh app when that is unset.
     """
 
-    @pytest.fixture(scope="session")
+    @_documented(
+        "The Celery app (session scope) wired to the test broker and to the Cassandra result backend "
+        "(keyspace, table, consistency, auth); the user's app when --celery-astra-app names one, its "
+        "other settings kept.", scope="session")
     def app_fixture(request: pytest.FixtureRequest):
         context = _context(request)
+        try:
+            # The app is loaded before any container starts: a wrong app path costs no start-up.
+            context.preflight()
+            celery_app = load_app(reference or context.settings.app)
+        except (CeleryAstraError, ImportError) as error:
+            _fail_setup(request, error)
         db: TestDatabase = request.getfixturevalue(database_fixture)
         try:
             services = context.start_services()
             url, transport_options = worker_broker_url(
                 context.broker, context.settings, services.get(context.broker.kind or ""), context.worker,
                 fresh=context.settings.reuse_containers)
-            celery_app = load_app(reference or context.settings.app)
-        except (CeleryAstraError, ImportError) as error:
-            _fail_setup(error)
+        except CeleryAstraError as error:
+            _fail_setup(request, error)
         configure_app(
             celery_app, url, transport_options, db.target.celery_settings(), db.keyspace, db.result_table,
             context.settings.read_consistency, context.settings.write_consistency,
             context.settings.result_poll_interval)
         yield celery_app
         _teardown_step("closing the result backend's Cassandra connection", lambda: close_backend(celery_app))
-        _teardown_step("closing the broker connection pool", celery_app.pool.force_close_all)
+        _teardown_step("closing the broker connection pool", lambda: celery_app.pool.force_close_all())
 
-    app_fixture.__doc__ = (
-        "The Celery app (session scope) wired to the test broker and to the Cassandra result backend "
-        "(keyspace, table, consistency, auth); the user's app when --celery-astra-app names one, its "
-        "other settings kept.")
     return app_fixture
 
 
@@ -127,7 +143,9 @@ def worker(app_fixture: str = "celery_astra_app", queues: tuple[str, ...] | None
     ``queues`` setting). A dead worker fails the test that notices it.
     """
 
-    @pytest.fixture(scope="session")
+    @_documented(
+        "An EmbeddedWorker (session scope): a Celery worker in a thread of this process running the "
+        "app's tasks; a worker that dies fails the test with its cause.", scope="session")
     def worker_fixture(request: pytest.FixtureRequest):
         from .worker import EmbeddedWorker
 
@@ -141,15 +159,12 @@ def worker(app_fixture: str = "celery_astra_app", queues: tuple[str, ...] | None
         try:
             embedded.start()
         except CeleryAstraError as error:
-            _fail_setup(error)
+            _fail_setup(request, error)
         request.config.stash.setdefault(RUNNING_WORKERS_KEY, []).append(embedded)
         yield embedded
         request.config.stash[RUNNING_WORKERS_KEY].remove(embedded)
         embedded.stop()
 
-    worker_fixture.__doc__ = (
-        "An EmbeddedWorker (session scope): a Celery worker in a thread of this process running the "
-        "app's tasks; a worker that dies fails the test with its cause.")
     return worker_fixture
 
 

@@ -32,7 +32,7 @@ class Janitor:
 
     def __init__(self, database: TestDatabase):
         self.database = database
-        self.tables: list[str] = [database.result_table]
+        self.tables: list[str] = [database.result_table, *database.cleaned_tables]
 
     def __repr__(self) -> str:
         return f"Janitor(keyspace={self.database.keyspace!r}, tables={self.tables!r})"

@@ -6,7 +6,9 @@ import re
 from typing import Iterable
 
 MASK = "***"
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]+)@")
+# Greedy up to the last "@" of the URL: a password with "/" or "@" in it is masked whole
+# (over-masking a malformed URL is fine; showing part of a password is not).
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<user>[^:/@\s]*):(?P<password>\S*)@")
 
 
 class Secret(str):
@@ -29,9 +31,30 @@ def mask_url(url: str) -> str:
     return _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", str(url))
 
 
+def url_for_message(url: str) -> str:
+    """A URL as it may appear in an error: its password masked, or all of it when it does not parse."""
+    text = str(url)
+    if not re.match(r"^[a-zA-Z][\w+.-]*://", text) or ("@" in text and mask_url(text) == text):
+        return MASK
+    return mask_url(text)
+
+
 def mask_text(text: str, secrets: Iterable[str | None]) -> str:
     """Replace every known secret, and URL passwords, in ``text``."""
     for secret in secrets:
         if secret:
             text = text.replace(str(secret), MASK)
     return mask_url(text)
+
+
+class MaskedUrl(str):
+    """A URL whose repr hides its password.
+
+    ``str(url)`` is the real URL (kombu needs it); the repr, which pytest shows
+    for a failing test's arguments, in ``--showlocals`` and in junit XML, does not.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(mask_url(str.__str__(self)))

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 
 import pytest
 
 from . import factories
-from .broker import choose_broker
+from .broker import check_broker_url
 from .coordination import RunState
-from .engine import probe_engine
-from .masking import mask_url
+from .header import describe_run
 from .naming import is_xdist_worker, worker_id
 from .runcontext import RUN_CONTEXT_KEY, RunContext
 from .settings import register_options, settings_from_config
@@ -30,24 +28,33 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "astra_live: run only against a live Astra DB (--astra); skipped otherwise")
     settings = settings_from_config(config)
-    if settings.astra:
+    # Settings the project gave (command line, ini file) are checked now; a bad value in the
+    # environment waits until a test uses the plugin, so unrelated suites are not affected.
+    if settings.astra and _given_by_project(settings, "astra"):
         from .astra import check_astra_settings
 
         check_astra_settings(settings)
-    if settings.app is not None:
+    if settings.app is not None and _given_by_project(settings, "app"):
         _check_app_module(settings.app)
-    engine = probe_engine() if settings.broker == "auto" and settings.broker_url is None else None
-    try:
-        broker = choose_broker(settings, engine)
-    except ValueError as error:
-        raise pytest.UsageError(f"pytest-celery-astra: {error}.") from None
+    if settings.broker_url is not None and _given_by_project(settings, "broker_url"):
+        try:
+            check_broker_url(settings.broker_url)
+        except ValueError as error:
+            raise pytest.UsageError(f"pytest-celery-astra: {error}.") from None
+    if settings.broker == "url" and settings.broker_url is None and _given_by_project(settings, "broker"):
+        raise pytest.UsageError("pytest-celery-astra: broker mode url needs --celery-astra-broker-url "
+                                "(env CELERY_ASTRA_BROKER_URL).")
     if is_xdist_worker(config):
         state, owns_state = RunState.from_workerinput(config.workerinput), False
     else:
         state, owns_state = RunState.create(), True
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(_XdistController(state), "celery_astra_xdist")
-    config.stash[RUN_CONTEXT_KEY] = RunContext(settings, worker_id(config), state, owns_state, broker, engine)
+    config.stash[RUN_CONTEXT_KEY] = RunContext(settings, worker_id(config), state, owns_state)
+
+
+def _given_by_project(settings, name: str) -> bool:
+    return settings.sources[name].startswith(("option ", "ini "))
 
 
 def _check_app_module(reference: str) -> None:
@@ -87,32 +94,19 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     context = config.stash.get(RUN_CONTEXT_KEY, None)
     if context is None:
         return []
-    settings = context.settings
-    broker = context.broker
-    if broker.mode == "container":
-        image = settings.rabbitmq_image if broker.kind == "rabbitmq" else settings.redis_image
-        source = settings.sources["rabbitmq_image" if broker.kind == "rabbitmq" else "redis_image"]
-        broker_line = f"container {broker.kind} (image {image}, {source})"
-    elif broker.mode == "url":
-        broker_line = f"url {mask_url(str(settings.broker_url))}"
-    else:
-        broker_line = "memory (kombu in-process transport)"
-    if context.cassandra_mode == "astra":
-        cassandra_line = (f"Astra DB bundle {settings.astra_bundle} ({settings.sources['astra_bundle']}), "
-                          f"keyspace {settings.astra_keyspace}, table {context.result_table()}")
-    elif context.cassandra_mode == "hosts":
-        cassandra_line = (f"hosts {settings.describe('cassandra_hosts')} port {settings.cassandra_port}, "
-                          f"keyspace {context.keyspace()}")
-    else:
-        cassandra_line = (f"container (image {settings.describe('cassandra_image')}), "
-                          f"keyspace {context.keyspace()} ({settings.sources['keyspace']})")
-    return [
-        f"celery-astra broker: {broker_line} [{broker.reason}]",
-        f"celery-astra cassandra: {cassandra_line}",
-        f"celery-astra worker: pool {settings.describe('worker_pool')}, app {settings.describe('app')}, "
-        f"cleanup {settings.describe('cleanup')}, reuse containers {settings.describe('reuse_containers')}, "
-        f"run id {context.run_id}",
-    ]
+    if not context.settings.configured:
+        # Dormant: nothing is probed or started until a test requests a plugin fixture.
+        return [f"celery-astra: defaults, services start only for tests that use celery_astra_* fixtures "
+                f"(run id {context.run_id})"]
+    return describe_run(context, _xdist_workers(config))
+
+
+def _xdist_workers(config: pytest.Config) -> list[str]:
+    """The xdist worker ids this run will have, as far as the controller knows them."""
+    count = getattr(config.option, "numprocesses", None)
+    if is_xdist_worker(config) or not isinstance(count, int) or count <= 0 or getattr(config.option, "dist", "no") == "no":
+        return [worker_id(config)]
+    return [f"gw{index}" for index in range(count)]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -143,8 +137,11 @@ def celery_astra_cassandra(celery_astra_database):
 
 @pytest.fixture(scope="session")
 def celery_astra_broker_url(celery_astra_app) -> str:
-    """The broker URL this process's app and worker use (its own vhost / database per xdist worker)."""
-    return celery_astra_app.conf.broker_url
+    """The broker URL this process's app and worker use (its own vhost / database per xdist worker).
+    A str whose repr masks the password (pytest shows a failing test's arguments)."""
+    from .masking import MaskedUrl
+
+    return MaskedUrl(celery_astra_app.conf.broker_url)
 
 
 @pytest.fixture

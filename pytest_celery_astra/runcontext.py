@@ -7,11 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from .broker import BrokerChoice
+from .broker import BrokerChoice, check_broker_url, choose_broker
 from .coordination import RunState
 from .database import CassandraTarget
 from .engine import EngineProbe, no_engine_message, probe_engine
-from .errors import ServiceStartError
+from .errors import ConfigurationError, ServiceStartError
 from .naming import astra_table_name, keyspace_name
 from .services import ContainerSpec, RunningService, cassandra_spec
 from .settings import Settings
@@ -21,15 +21,67 @@ RUN_CONTEXT_KEY = pytest.StashKey["RunContext"]()
 
 @dataclasses.dataclass
 class RunContext:
-    """Resolved once per process in ``pytest_configure`` and kept in ``config.stash``."""
+    """Made once per process in ``pytest_configure`` and kept in ``config.stash``.
+
+    Nothing here probes, imports or creates anything until a test asks for a
+    plugin fixture: a suite that never does is not changed by the plugin.
+    """
 
     settings: Settings
     worker: str
     state: RunState
     owns_state: bool
-    broker: BrokerChoice
-    engine: EngineProbe | None
     services: dict[str, RunningService] = dataclasses.field(default_factory=dict)
+    engine: EngineProbe | None = None
+    _broker: BrokerChoice | None = None
+    _preflight_error: str | None = None
+    _preflight_done: bool = False
+
+    @property
+    def broker(self) -> BrokerChoice:
+        """The broker mode; ``auto`` probes the container engine, on first use only."""
+        if self._broker is None:
+            settings = self.settings
+            if settings.broker == "auto" and settings.broker_url is None:
+                self.engine = probe_engine()
+            try:
+                self._broker = choose_broker(settings, self.engine)
+            except ValueError as error:
+                raise ConfigurationError(f"pytest-celery-astra: {error}.") from None
+        return self._broker
+
+    def preflight(self) -> None:
+        """Check, before any container starts, what can be checked: settings from the environment,
+        the Astra settings, the app, the broker URL. A failure is kept and raised again at once."""
+        if self._preflight_error is not None:
+            raise ConfigurationError(self._preflight_error)
+        if self._preflight_done:
+            return
+        try:
+            self._check_before_services()
+        except (ConfigurationError, pytest.UsageError, ImportError) as error:
+            self._preflight_error = str(error)
+            raise ConfigurationError(self._preflight_error) from None
+        self._preflight_done = True
+
+    def _check_before_services(self) -> None:
+        settings = self.settings
+        if settings.deferred_problem:
+            raise ConfigurationError(settings.deferred_problem)
+        if settings.astra:
+            from .astra import check_astra_settings
+
+            check_astra_settings(settings)
+        if settings.broker_url is not None:
+            try:
+                check_broker_url(settings.broker_url)
+            except ValueError as error:
+                raise ConfigurationError(f"pytest-celery-astra: {error}.") from None
+        if settings.app is not None:
+            from .celery_app import load_app
+
+            load_app(settings.app)
+        self.broker  # noqa: B018 - resolves auto and refuses url mode without a URL
 
     @property
     def run_id(self) -> str:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from typing import Any, Callable, Mapping
 
 import pytest
 
-from .masking import Secret
+from .masking import MASK, Secret, mask_url
 
 BROKER_MODES = ("auto", "container", "url", "memory")
 BROKER_KINDS = ("rabbitmq", "redis")
@@ -78,6 +79,10 @@ def _cql_identifier(value: str) -> str:
         raise ValueError(
             f"expected a CQL name of letters, digits and underscores starting with a letter "
             f"(at most 40 characters), got {value!r}")
+    if value != value.lower():
+        # Unquoted CQL names fold to lower case: 'MyTests' would be created as 'mytests'.
+        raise ValueError(f"expected lower case (CQL folds unquoted names to lower case), got {value!r}; "
+                         f"use {value.lower()!r}")
     return value
 
 
@@ -195,6 +200,12 @@ class Settings:
 
     values: Mapping[str, Any]
     sources: Mapping[str, str]
+    deferred_problem: str | None = None
+
+    @property
+    def configured(self) -> bool:
+        """True when the project set any setting on the command line or in its ini file."""
+        return any(source.startswith(("option ", "ini ")) for source in self.sources.values())
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -236,31 +247,56 @@ def resolve_settings(
     cli: Mapping[str, str | None],
     env: Mapping[str, str],
     ini: Mapping[str, str | None],
+    defer_env_errors: bool = False,
 ) -> Settings:
     """Resolve every setting, CLI > env > ini > default.
 
     ``cli`` and ``ini`` are keyed by setting name, ``env`` is the environment.
     A value that does not parse raises :class:`pytest.UsageError` naming the
-    setting and the door it came through.
+    setting and the door it came through. With ``defer_env_errors``, a bad value
+    from the environment is not raised but kept in ``Settings.deferred_problem``
+    (the default is used meanwhile): an unrelated suite in the same environment
+    must not fail because of it; the plugin raises it when a test uses it.
     """
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
+    deferred: str | None = None
     for setting in SETTINGS:
         raw, source = _first_given(setting, cli, env, ini)
         if raw is None:
             values[setting.name], sources[setting.name] = setting.default, "default"
             continue
         try:
+            if source.startswith("ini ") and INLINE_COMMENT.search(raw):
+                raise ValueError("ini values keep inline comments; put the comment on its own line")
             value = setting.parse(raw)
         except ValueError as error:
-            shown = "***" if setting.secret else raw
-            raise pytest.UsageError(
-                f"pytest-celery-astra: {source} {shown!r} is not valid for {setting.name}: "
-                f"{_mask_message(error, setting, raw)}; fix {setting.doors}."
-            ) from None
+            problem = (f"pytest-celery-astra: {source} {_shown_value(setting, raw)} is not valid for "
+                       f"{setting.name}: {_mask_message(error, setting, raw)}; fix {setting.doors}.")
+            if not (defer_env_errors and source.startswith("env ")):
+                raise pytest.UsageError(problem) from None
+            deferred = deferred or problem
+            values[setting.name], sources[setting.name] = setting.default, "default"
+            continue
         values[setting.name] = Secret(value) if setting.secret and isinstance(value, str) else value
         sources[setting.name] = source
-    return Settings(values=values, sources=sources)
+    return Settings(values=values, sources=sources, deferred_problem=deferred)
+
+
+# pytest keeps what follows a value in an ini file: `key = tasks:app  # note` reads as
+# 'tasks:app  # note'. No setting's value has whitespace followed by # or ;.
+INLINE_COMMENT = re.compile(r"\s[#;]")
+
+
+def _shown_value(setting: Setting, raw: str) -> str:
+    """The value for an error message, masked when it could hold a secret.
+
+    Secret settings are never shown; elsewhere a URL loses its password, and a
+    token pasted into the wrong setting is hidden whole.
+    """
+    if setting.secret or "AstraCS:" in raw:
+        return repr(MASK)
+    return repr(mask_url(raw))
 
 
 def _first_given(setting, cli, env, ini) -> tuple[str | None, str]:
@@ -280,14 +316,16 @@ def _mask_message(error: Exception, setting: Setting, raw: str) -> str:
 
 
 def settings_from_config(config: pytest.Config) -> Settings:
-    """Read the three doors of a pytest config and resolve them."""
+    """Read the three doors of a pytest config and resolve them (bad env values deferred)."""
     cli = {s.name: config.getoption(_dest(s), default=None) for s in SETTINGS}
     ini = {s.name: _ini_value(config, s) for s in SETTINGS}
-    return resolve_settings(cli, os.environ, ini)
+    return resolve_settings(cli, os.environ, ini, defer_env_errors=True)
 
 
 def _ini_value(config: pytest.Config, setting: Setting) -> str | None:
     value = config.getini(setting.ini_key)
-    if value is None or value == []:
+    # Before pytest 8, getini gives "" for an unset key declared with default=None,
+    # so an empty ini value means unset on every pytest version.
+    if value is None or value == [] or value == "":
         return None
     return value if isinstance(value, str) else " ".join(value)

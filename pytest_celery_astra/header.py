@@ -1,0 +1,56 @@
+"""The report header: what the run will use and why, never a secret."""
+
+from __future__ import annotations
+
+from .errors import ConfigurationError
+from .masking import mask_url
+from .naming import astra_table_name, keyspace_name
+from .runcontext import RunContext
+
+
+def describe_run(context: RunContext, workers: list[str]) -> list[str]:
+    """Three lines: broker, Cassandra (with the keyspace or table of every xdist worker), worker."""
+    settings = context.settings
+    return [
+        f"celery-astra broker: {_broker_line(context)}",
+        f"celery-astra cassandra: {_cassandra_line(context, workers)}",
+        f"celery-astra worker: pool {settings.describe('worker_pool')}, "
+        f"concurrency {settings.describe('worker_concurrency')}, queues {_queues(context)}, "
+        f"app {settings.describe('app')}, cleanup {settings.describe('cleanup')}, "
+        f"reuse containers {settings.describe('reuse_containers')}, run id {context.run_id}",
+    ]
+
+
+def _broker_line(context: RunContext) -> str:
+    settings = context.settings
+    try:
+        broker = context.broker
+    except ConfigurationError as error:
+        return f"not chosen: {error}"
+    if broker.mode == "container":
+        name = "rabbitmq_image" if broker.kind == "rabbitmq" else "redis_image"
+        line = f"container {broker.kind} (image {settings.describe(name)})"
+    elif broker.mode == "url":
+        line = f"url {mask_url(str(settings.broker_url))}"
+    else:
+        line = "memory (kombu in-process transport)"
+    return f"{line} [{broker.reason}]"
+
+
+def _cassandra_line(context: RunContext, workers: list[str]) -> str:
+    settings = context.settings
+    if context.cassandra_mode == "astra":
+        tables = ", ".join(astra_table_name(settings.table, context.run_id, worker) for worker in workers)
+        return (f"Astra DB bundle {settings.astra_bundle} ({settings.sources['astra_bundle']}), "
+                f"keyspace {settings.astra_keyspace}, result tables {tables}")
+    keyspaces = ", ".join(keyspace_name(settings.keyspace, worker) for worker in workers)
+    where = (f"hosts {settings.describe('cassandra_hosts')} port {settings.cassandra_port}"
+             if context.cassandra_mode == "hosts" else f"container (image {settings.describe('cassandra_image')})")
+    return f"{where}, keyspace {keyspaces} ({settings.sources['keyspace']}), table {settings.table}"
+
+
+def _queues(context: RunContext) -> str:
+    extra = context.settings.queues
+    if not extra:
+        return "the app's default queue"
+    return f"the app's default queue + {','.join(extra)} ({context.settings.sources['queues']})"
