@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from .engine import EngineProbe
 from .naming import redis_db_number, vhost_name
 from .services import ContainerSpec, RunningService, exec_in_container, rabbitmq_spec, redis_spec
-from .masking import url_for_message
+from .masking import mask_url, url_for_message
 from .settings import Settings
 
 # kombu's transports by URL scheme (kombu.transport.TRANSPORT_ALIASES), checked here so that
@@ -70,6 +70,34 @@ def check_broker_url(url: str) -> None:
             urlsplit(candidate).port  # a port that is not a number raises ValueError
         except ValueError:
             raise ValueError(f"broker URL {shown} has a port that is not a number; {fix}") from None
+
+
+def check_broker_answers(url: str, transport_options: dict, timeout: float = 5.0) -> None:
+    """Connect once to an existing broker (url mode); raise ValueError with one sentence naming the cause.
+
+    The embedded worker would otherwise retry until its start timeout, and advise raising it.
+    """
+    from kombu import Connection
+
+    shown = url_for_message(url)
+    fix = "fix --celery-astra-broker-url (env CELERY_ASTRA_BROKER_URL)"
+    connection = Connection(url, connect_timeout=timeout, transport_options=transport_options)
+    try:
+        connection.connect()
+    except Exception as error:  # every failure here is the user's broker or URL: say which, in one line
+        name = type(error).__name__
+        text = mask_url(str(error).splitlines()[0][:200]) if str(error).strip() else name
+        if "AccessRefused" in name or "Authentication" in name or "NOAUTH" in text or "WRONGPASS" in text:
+            cause = "refused the login"
+            fix = "fix the user and password in --celery-astra-broker-url (env CELERY_ASTRA_BROKER_URL)"
+        elif "vhost" in text.lower() or "NotAllowed" in name:
+            cause = f"refused the virtual host ({text})"
+            fix = "create the virtual host or fix it in --celery-astra-broker-url (env CELERY_ASTRA_BROKER_URL)"
+        else:
+            cause = f"could not be reached ({name}: {text})"
+        raise ValueError(f"the broker at {shown} {cause}; {fix}") from None
+    finally:
+        connection.release()
 
 
 def worker_broker_url(choice: BrokerChoice, settings: Settings, service: RunningService | None,

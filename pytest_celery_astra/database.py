@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import re
 import time
 from contextlib import contextmanager
 from typing import Iterator
@@ -117,6 +118,15 @@ def parse_mark(comment: str | None) -> dict[str, str] | None:
     return fields if {"run", "worker", "created"} <= fields.keys() else None
 
 
+def with_mark(cql: str, mark: str) -> str:
+    """``cql`` (a CREATE TABLE) with the plugin's mark as its comment, unless it sets a comment itself."""
+    statement = cql.strip().rstrip(";")
+    if re.search(r"\bcomment\s*=", statement, re.IGNORECASE):
+        return statement
+    joiner = " AND " if re.search(r"\bWITH\b", statement, re.IGNORECASE) else " WITH "
+    return f"{statement}{joiner}comment = '{mark}'"
+
+
 def result_table_ddl(keyspace: str, table: str, comment: str) -> str:
     """Celery's own CREATE TABLE for its result table, with the plugin's mark as comment.
 
@@ -125,9 +135,7 @@ def result_table_ddl(keyspace: str, table: str, comment: str) -> str:
     """
     from celery.backends.cassandra import Q_CREATE_RESULT_TABLE
 
-    ddl = Q_CREATE_RESULT_TABLE.format(table=f"{keyspace}.{table}").strip().rstrip(";")
-    joiner = " AND " if " WITH " in ddl.upper().replace("\n", " ") else " WITH "
-    return f"{ddl}{joiner}comment = '{comment}'"
+    return with_mark(Q_CREATE_RESULT_TABLE.format(table=f"{keyspace}.{table}"), comment)
 
 
 class TestDatabase:
@@ -163,14 +171,23 @@ class TestDatabase:
     def __repr__(self) -> str:
         return f"TestDatabase({self.target.describe()}, keyspace={self.keyspace!r}, table={self.result_table!r})"
 
-    def connect(self, timeout: float) -> None:
-        """Connect, retrying until ``timeout``: a fresh container may still be starting."""
-        from cassandra import AuthenticationFailed
+    def connect(self, timeout: float, retry: bool = True) -> None:
+        """Connect, retrying until ``timeout`` when ``retry`` (a fresh container may still be starting).
+
+        Without ``retry`` (an existing cluster, Astra DB) the first refusal is the answer: a
+        refused or unresolvable address is not a slow start, and waiting would only hide it.
+        """
+        from cassandra import AuthenticationFailed, UnresolvableContactPoints
         from cassandra.cluster import NoHostAvailable
 
         deadline = time.monotonic() + timeout
         while True:
-            cluster = self._new_cluster()
+            try:
+                cluster = self._new_cluster()
+            except UnresolvableContactPoints:
+                raise DatabaseSetupError(
+                    f"pytest-celery-astra: no Cassandra contact point of {self.target.describe()} resolves to "
+                    f"an address; fix --celery-astra-cassandra-hosts.") from None
             try:
                 with quiet_driver_logs():
                     self.session = cluster.connect()
@@ -181,6 +198,8 @@ class TestDatabase:
                 auth_errors = [e for e in error.errors.values() if isinstance(e, AuthenticationFailed)]
                 if auth_errors:
                     raise DatabaseSetupError(self._login_refused_message()) from None
+                if not retry:
+                    raise DatabaseSetupError(self._unreachable_message(error)) from None
                 if time.monotonic() > deadline:
                     raise DatabaseSetupError(
                         f"pytest-celery-astra: Cassandra at {self.target.describe()} did not answer within "
@@ -190,6 +209,14 @@ class TestDatabase:
             except Exception:
                 cluster.shutdown()
                 raise
+
+    def _unreachable_message(self, error: Exception) -> str:
+        if self.target.is_astra:
+            return (f"pytest-celery-astra: Astra DB did not accept a CQL connection through the secure connect "
+                    f"bundle ({_short(error)}); check that the database is active and fix --astra-bundle "
+                    f"(ASTRA_DB_SECURE_BUNDLE_PATH).")
+        return (f"pytest-celery-astra: Cassandra at {self.target.describe()} does not answer CQL "
+                f"({_cause(error)}); fix --celery-astra-cassandra-hosts / --celery-astra-cassandra-port.")
 
     def _new_cluster(self):
         """A Cluster; the cloud path already talks to Astra's metadata service here."""
@@ -250,15 +277,18 @@ class TestDatabase:
         from cassandra import AlreadyExists
 
         mark = table_mark(self.run_id, self.worker)
-        statement = cql if cql is not None else ddl_for(self.keyspace, table, mark)
+        statement = with_mark(cql, mark) if cql is not None else ddl_for(self.keyspace, table, mark)
         try:
             self.session.execute(statement, timeout=60)
         except AlreadyExists:
-            if parse_mark(self.table_comment(table)) is None:
+            found = parse_mark(self.table_comment(table))
+            if found is None:
                 raise DatabaseSetupError(
                     f"pytest-celery-astra: table {self.keyspace}.{table} already exists and was not created by "
-                    f"this plugin, so it will not be used or cleaned; choose another --celery-astra-table.") from None
-            self.session.execute(f"TRUNCATE {self.keyspace}.{table}", timeout=60)
+                    f"this plugin, so it will not be used or cleaned; choose another name"
+                    f"{' (--celery-astra-table)' if table == self.result_table else ''}.") from None
+            if found["run"] != self.run_id:  # left by an earlier run: start empty
+                self.session.execute(f"TRUNCATE {self.keyspace}.{table}", timeout=60)
         self.created_tables.add(table)
         if table != self.result_table and table not in self.cleaned_tables:
             self.cleaned_tables.append(table)
@@ -300,3 +330,15 @@ class TestDatabase:
 
 def _short(error: Exception) -> str:
     return str(error).splitlines()[0][:200]
+
+
+def _cause(error) -> str:
+    """What each contact point said, in a few words (the driver's NoHostAvailable is one long line)."""
+    causes = getattr(error, "errors", None) or {}
+    if not causes:
+        return _short(error)
+    parts = []
+    for host, cause in list(causes.items())[:3]:
+        text = getattr(cause, "strerror", None) or str(cause).splitlines()[0][:120] or type(cause).__name__
+        parts.append(f"{host}: {text}")
+    return "; ".join(parts)

@@ -29,7 +29,11 @@ def probe_engine(timeout: float = 2.0) -> EngineProbe:
         if parsed.scheme == "unix":
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(timeout)
-            sock.connect(parsed.path)
+            try:
+                sock.connect(parsed.path)
+            except OSError:
+                sock.close()  # no ResourceWarning for a socket that never connected
+                raise
         elif parsed.scheme in ("tcp", "http", "https"):
             sock = socket.create_connection((parsed.hostname, parsed.port or 2375), timeout=timeout)
         else:

@@ -15,10 +15,10 @@ from typing import Callable
 
 import pytest
 
-from .broker import worker_broker_url
+from .broker import check_broker_answers, worker_broker_url
 from .celery_app import close_backend, configure_app, load_app
 from .database import TestDatabase
-from .errors import CeleryAstraError
+from .errors import CeleryAstraError, ConfigurationError
 from .naming import node_name
 from .runcontext import RUN_CONTEXT_KEY, RunContext
 
@@ -72,7 +72,7 @@ def database(keyspace_prefix: str | None = None) -> Callable:
                 context.cassandra_target(), context.keyspace(keyspace_prefix), context.result_table(),
                 context.run_id, context.worker, context.settings.read_consistency,
                 context.settings.write_consistency)
-            db.connect(context.settings.startup_timeout)
+            db.connect(context.settings.startup_timeout, retry=context.cassandra_mode == "container")
         except CeleryAstraError as error:
             _fail_setup(request, error)
         try:
@@ -88,7 +88,11 @@ def database(keyspace_prefix: str | None = None) -> Callable:
         except BaseException:
             db.shutdown()
             raise
+        databases = request.config.stash.setdefault(DATABASES_KEY, {})
+        databases[request.fixturename] = db
+        _uses_database(request, request.fixturename)
         yield db
+        databases.pop(request.fixturename, None)
         if context.cassandra_mode == "astra":
             _teardown_step("dropping the run's Astra tables", db.drop_created_tables)
         elif context.cassandra_mode == "hosts":
@@ -112,19 +116,26 @@ def app(reference: str | None = None, database_fixture: str = "celery_astra_data
     def app_fixture(request: pytest.FixtureRequest):
         context = _context(request)
         try:
-            # The app is loaded before any container starts: a wrong app path costs no start-up.
+            # Checked before any container starts: a wrong app path or broker URL costs no start-up.
             context.preflight()
             celery_app = load_app(reference or context.settings.app)
+            if context.broker.mode == "url":
+                url, transport_options = worker_broker_url(context.broker, context.settings, None, context.worker)
+                check_broker_answers(url, transport_options)
         except (CeleryAstraError, ImportError) as error:
             _fail_setup(request, error)
+        except ValueError as error:
+            _fail_setup(request, ConfigurationError(f"pytest-celery-astra: {error}."))
         db: TestDatabase = request.getfixturevalue(database_fixture)
         try:
             services = context.start_services()
-            url, transport_options = worker_broker_url(
-                context.broker, context.settings, services.get(context.broker.kind or ""), context.worker,
-                fresh=context.settings.reuse_containers)
+            if context.broker.mode != "url":
+                url, transport_options = worker_broker_url(
+                    context.broker, context.settings, services.get(context.broker.kind or ""), context.worker,
+                    fresh=context.settings.reuse_containers)
         except CeleryAstraError as error:
             _fail_setup(request, error)
+        _uses_database(request, database_fixture)
         configure_app(
             celery_app, url, transport_options, db.target.celery_settings(), db.keyspace, db.result_table,
             context.settings.read_consistency, context.settings.write_consistency,
@@ -155,11 +166,13 @@ def worker(app_fixture: str = "celery_astra_app", queues: tuple[str, ...] | None
         embedded = EmbeddedWorker(
             celery_app, hostname=node_name(f"{context.worker}_{app_fixture}"), pool=settings.worker_pool,
             concurrency=settings.worker_concurrency, queues=settings.queues if queues is None else queues,
-            start_timeout=settings.worker_timeout, stop_timeout=settings.worker_timeout)
+            start_timeout=settings.worker_timeout, stop_timeout=settings.worker_timeout,
+            make_default=app_fixture == "celery_astra_app")
         try:
             embedded.start()
         except CeleryAstraError as error:
             _fail_setup(request, error)
+        _uses_database(request, request.config.stash[USES_DATABASE_KEY].get(app_fixture))
         request.config.stash.setdefault(RUNNING_WORKERS_KEY, []).append(embedded)
         yield embedded
         request.config.stash[RUNNING_WORKERS_KEY].remove(embedded)
@@ -169,3 +182,21 @@ def worker(app_fixture: str = "celery_astra_app", queues: tuple[str, ...] | None
 
 
 RUNNING_WORKERS_KEY = pytest.StashKey[list]()
+# Database fixtures set up so far, by fixture name: each is cleaned after every test that uses it.
+DATABASES_KEY = pytest.StashKey[dict]()
+# Which database fixture each plugin fixture (default or factory-made) stands on. The factories
+# request their dependencies dynamically, so pytest's static closure of a test does not show them.
+USES_DATABASE_KEY = pytest.StashKey[dict]()
+
+
+def _uses_database(request: pytest.FixtureRequest, database_fixture: str | None) -> None:
+    if database_fixture is not None:
+        request.config.stash.setdefault(USES_DATABASE_KEY, {})[request.fixturename] = database_fixture
+
+
+def databases_used_by(config: pytest.Config, fixturenames) -> dict:
+    """The set-up database fixtures (name -> TestDatabase) that the given fixtures stand on."""
+    uses = config.stash.get(USES_DATABASE_KEY, {})
+    databases = config.stash.get(DATABASES_KEY, {})
+    wanted = {uses[name] for name in fixturenames if name in uses}
+    return {name: databases[name] for name in wanted if name in databases}

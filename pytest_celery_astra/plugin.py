@@ -158,12 +158,20 @@ def celery_astra_cleanup(celery_astra_database, request: pytest.FixtureRequest):
 
 @pytest.fixture(autouse=True)
 def _celery_astra_per_test(request: pytest.FixtureRequest):
-    """Cleanup and worker health for tests that use the plugin's fixtures; nothing for others."""
-    if PUBLIC_FIXTURES.isdisjoint(request.fixturenames):
-        yield
+    """After each test that used the plugin: empty the tables of every database fixture it used
+    (the default one and those made with ``factories.database()``), then check the embedded workers."""
+    yield
+    names = request.fixturenames
+    databases = factories.databases_used_by(request.config, names)
+    if not databases and PUBLIC_FIXTURES.isdisjoint(names):
         return
     if request.config.stash[RUN_CONTEXT_KEY].settings.cleanup:
-        request.getfixturevalue("celery_astra_cleanup")
-    yield
+        from .janitor import Janitor
+
+        for name, database in databases.items():
+            # celery_astra_cleanup, when the test asked for it, already cleaned (with its registered tables).
+            skip = name == "celery_astra_database" and "celery_astra_cleanup" in names
+            if not skip and database.session is not None:
+                Janitor(database).clean()
     for embedded in request.config.stash.get(factories.RUNNING_WORKERS_KEY, []):
         embedded.check_unreported()

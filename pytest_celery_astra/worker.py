@@ -17,20 +17,32 @@ from .errors import EmbeddedWorkerError
 
 # How often the worker's event loop wakes to look at the stop flag. kombu's hub
 # otherwise sleeps in epoll for up to 10 s, which is why Celery's own
-# start_worker() takes ~10 s to stop (../shared/CELERY-FACTS.md, point 1).
+# start_worker() takes ~10 s to stop: it only sets a flag the loop reads after its poll.
 WAKE_INTERVAL = 0.05
 
 
-def _noop() -> None:
-    pass
-
-
 class _ThreadWorkController(TestWorkController):
-    """Celery's test worker, remembering why it died and waking its loop often."""
+    """Celery's test worker, remembering why it died and waking its loop often.
+
+    It stops on its own event, not on Celery's process-wide ``should_terminate``
+    flag, so stopping one embedded worker never stops another.
+    """
 
     failure: BaseException | None = None
 
+    def __init__(self, *args, **kwargs):
+        self.stop_requested = threading.Event()
+        super().__init__(*args, **kwargs)
+
+    def wake(self) -> None:
+        """Runs in the worker thread every WAKE_INTERVAL; leaves the loop once a stop is requested."""
+        if self.stop_requested.is_set():
+            raise WorkerTerminate(0)
+
     def start(self):
+        # current_app is per thread: the worker's own thread always sees the worker's app,
+        # whether or not that app is Celery's default.
+        self.app.set_current()
         try:
             self.blueprint.start(self)
         except WorkerTerminate:
@@ -46,21 +58,42 @@ class _ThreadWorkController(TestWorkController):
         # Runs in the worker thread, inside its event loop set-up: the one place
         # where adding a timer to the hub is thread-safe.
         if consumer.hub is not None:
-            consumer.hub.call_repeatedly(WAKE_INTERVAL, _noop)
+            consumer.hub.call_repeatedly(WAKE_INTERVAL, self.wake)
         else:
-            _shorten_drain_timeout(consumer.connection)
+            _shorten_drain_timeout(consumer.connection, self.wake)
         super().on_consumer_ready(consumer)
 
 
-def _shorten_drain_timeout(connection) -> None:
+def _shorten_drain_timeout(connection, wake) -> None:
     # Transports without an event loop (memory://) block in drain_events for
     # 2 s per cycle; cap it so a stop is seen within WAKE_INTERVAL-ish time.
     original = connection.drain_events
 
     def drain_events(timeout=None, **kwargs):
+        wake()
         return original(timeout=WAKE_INTERVAL if timeout is None else min(timeout, WAKE_INTERVAL), **kwargs)
 
     connection.drain_events = drain_events
+
+
+def _pool_class(pool: str, app: Celery):
+    """The pool to run: for ``threads``, Celery's thread pool whose threads see ``app`` as current_app.
+
+    Celery runs a task through ``trace_task_ret``, which takes the app from current_app of the
+    pool's thread; without this, a second app's tasks would run against the default app.
+    """
+    if pool != "threads":
+        return pool
+    from concurrent.futures import ThreadPoolExecutor
+
+    from celery.concurrency.thread import TaskPool
+
+    class AppThreadPool(TaskPool):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.executor = ThreadPoolExecutor(max_workers=self.limit, initializer=app.set_current)
+
+    return AppThreadPool
 
 
 class EmbeddedWorker:
@@ -73,7 +106,7 @@ class EmbeddedWorker:
 
     def __init__(self, app: Celery, hostname: str, pool: str = "solo", concurrency: int = 1,
                  queues: tuple[str, ...] = (), start_timeout: float = 20.0, stop_timeout: float = 20.0,
-                 loglevel: str = "WARNING"):
+                 loglevel: str = "WARNING", make_default: bool = True):
         self.app = app
         self.hostname = hostname
         self.pool = pool
@@ -82,6 +115,9 @@ class EmbeddedWorker:
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.loglevel = loglevel
+        # Only the plugin's own worker makes its app Celery's default; a second app made with
+        # the factories must not take over ``current_app`` for the first one's tasks.
+        self.make_default = make_default
         self.controller: _ThreadWorkController | None = None
         self.thread: threading.Thread | None = None
         self.seconds_to_start: float | None = None
@@ -99,10 +135,11 @@ class EmbeddedWorker:
     def start(self) -> "EmbeddedWorker":
         started = time.monotonic()
         self.app.finalize()
-        self.app.set_current()
-        self.app.set_default()
+        if self.make_default:
+            self.app.set_current()
+            self.app.set_default()
         self.controller = _ThreadWorkController(
-            app=self.app, hostname=self.hostname, pool=self.pool, concurrency=self.concurrency,
+            app=self.app, hostname=self.hostname, pool=_pool_class(self.pool, self.app), concurrency=self.concurrency,
             loglevel=self.loglevel, logfile=None, ready_callback=None, queues=self.consumed_queues,
             without_heartbeat=True, without_mingle=True, without_gossip=True,
         )
@@ -146,7 +183,7 @@ class EmbeddedWorker:
             return
         started = time.monotonic()
         self.app.celery_astra_health_check = None
-        worker_state.should_terminate = 0
+        self.controller.stop_requested.set()
         try:
             self.thread.join(self.stop_timeout)
             if self.thread.is_alive():
@@ -155,15 +192,20 @@ class EmbeddedWorker:
                     f"(a task still running?); raise --celery-astra-worker-timeout. Worker thread stack:\n"
                     f"{self._thread_stack()}")
         finally:
-            worker_state.should_terminate = None
             self.seconds_to_stop = time.monotonic() - started
             self.thread = None
 
     def _abandon(self) -> None:
+        # A worker that never became ready has no event loop to see its own stop event
+        # (it is still connecting): Celery's process-wide flag is the only way in.
+        if self.controller is not None:
+            self.controller.stop_requested.set()
         worker_state.should_terminate = 0
-        if self.thread is not None:
-            self.thread.join(2)
-        worker_state.should_terminate = None
+        try:
+            if self.thread is not None:
+                self.thread.join(2)
+        finally:
+            worker_state.should_terminate = None
 
     def _raise_failure(self, what: str) -> None:
         cause = self.controller.failure if self.controller else None

@@ -112,7 +112,7 @@ def test_user_app_round_trip_cleanup_and_teardown(project, broker_args):
     result.stdout.fnmatch_lines([
         f"celery-astra broker: {mode}*",
         "celery-astra cassandra: container*keyspace celery_astra_master*",
-        "celery-astra worker: pool solo (default), app myapp:app (ini celery_astra_app)*",
+        "celery-astra worker: pool solo (default), concurrency 1 (default), *app myapp:app (ini celery_astra_app)*",
     ])
     # Nothing left behind: no worker or driver thread, no container.
     # cassandra-driver's process-wide I/O loop thread ("event_loop") lives until exit by design.
@@ -302,19 +302,25 @@ def test_existing_cluster_with_login_keyspace_created_then_dropped(project):
     assert containers_of_run(run_id_of(result)) == []
 
 
-def test_worker_start_timeout_lists_tasks_and_masks_the_broker_password(project):
+def test_unreachable_broker_url_is_one_sentence_in_seconds_with_the_password_masked(project):
     project.makepyfile(test_wt='''
         def test_needs_worker(celery_astra_worker):
             pass
+
+        def test_not_run(celery_astra_worker):
+            pass
     ''')
+    started = time.monotonic()
     result = project.runpytest_subprocess(
         "--celery-astra-broker", "url", "--celery-astra-broker-url", "amqp://guest:s3cr3t-pw@127.0.0.1:1//",
-        "--celery-astra-worker-timeout", "3", timeout=180)
+        "--celery-astra-worker-timeout", "20", timeout=180)
     result.assert_outcomes(errors=1)
+    assert time.monotonic() - started < 20  # refused at once, before any container starts
     result.stdout.fnmatch_lines([
         "celery-astra broker: url amqp://guest:***@127.0.0.1:1//*",
-        "*the embedded worker did not become ready within 3 s (broker amqp://guest:***@127.0.0.1:1//; "
-        "registered tasks: myapp.add, myapp.routed, myapp.where)*",
+        "*the broker at amqp://guest:***@127.0.0.1:1// could not be reached (ConnectionRefusedError*); "
+        "fix --celery-astra-broker-url*",
         "THREADS-AT-END: ['event_loop']",
     ])
     assert "s3cr3t-pw" not in result.stdout.str() + result.stderr.str()
+    assert containers_of_run(run_id_of(result)) == []

@@ -1,0 +1,114 @@
+"""Version matrix: every supported Python x pytest x Celery, plus the lowest and latest dependencies.
+
+    eval "$(scripts/provision)"      # container engine + CELERY_ASTRA_* / DOCKER_HOST settings
+    pip install nox uv               # uv is optional (falls back to virtualenv), but much faster
+    nox                              # every session; `nox -l` lists them
+    nox -s lowest latest             # the dependency floors, the newest releases
+    nox -s "matrix(3.10-pytest9.0.0-celery5.7.0)"   # one cell (`nox -p 3.12`: every 3.12 session)
+    nox -s latest -- -x              # arguments after `--` go to every pytest run
+
+Each session installs the plugin (`-e .[test]`) with exact pins, then runs the plugin's own tests and
+the sortWords example suite (with `-n 0` and `-n 2`). The sessions need the environment printed by
+scripts/provision (nox passes it through). Interpreters are looked up as python3.X on PATH, then in
+pyenv's versions directory ($PYENV_ROOT, default ~/.pyenv).
+"""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import nox
+
+PYTHONS = ["3.9", "3.10", "3.11", "3.12", "3.13"]
+
+# The floors the declared ranges allow. cassandra-driver's floor is higher from Python 3.12 on: asyncore
+# left the standard library, so `import cassandra.cluster` needs the libev extension, which 3.28.0 and
+# 3.29.0 wheels lack on 3.12 and which no release before 3.29.3 has on 3.13 (no cp313 wheel).
+LOWEST = {
+    "pytest": "7.4.0",
+    "celery": "5.3.0",
+    "kombu": "5.3.0",
+    "testcontainers": "4.0.0",
+    "pytest-xdist": "3.3.0",
+    "redis": "4.5.0",
+    "cryptography": "41.0.0",
+}
+LOWEST_CASSANDRA_DRIVER = {"3.9": "3.28.0", "3.13": "3.29.3"}
+
+LATEST = {
+    "pytest": "9.2.0",
+    "celery": "5.7.0",
+    "kombu": "5.7.0",
+    "cassandra-driver": "3.30.1",
+    "testcontainers": "4.15.0",
+    "pytest-xdist": "3.8.0",
+    "redis": "8.1.0",
+    "cryptography": "50.0.2",
+}
+
+# (python, pytest, celery): each Python, each Celery minor and each pytest major at least once
+# (with lowest and latest). Everything else resolves to the newest release that Python allows.
+# pytest 9 and Celery 5.7 need Python >= 3.10.
+MATRIX = [
+    ("3.9", "8.4.2", "5.6.3"),  # the newest releases that still support Python 3.9
+    ("3.10", "9.0.0", "5.7.0"),  # pytest 9 and Celery 5.7 on the oldest Python they support
+    ("3.11", "8.0.0", "5.4.0"),
+    ("3.12", "7.4.4", "5.5.3"),
+    ("3.13", "8.4.2", "5.3.6"),  # Celery 5.3 with the newest kombu it allows
+]
+
+
+SHOWN = ("pytest", "celery", "kombu", "cassandra-driver", "testcontainers", "pytest-xdist", "redis")
+
+
+def _expose_pyenv_pythons() -> None:
+    """Put pyenv's pythonX.Y on PATH when it is missing or only a shim that cannot run it."""
+    versions = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    for python in PYTHONS:
+        exe = shutil.which(f"python{python}")
+        if exe and subprocess.run([exe, "-c", ""], check=False, capture_output=True).returncode == 0:
+            continue
+        found = sorted(
+            versions.glob(f"{python}.*/bin/python{python}"),
+            key=lambda path: [int(part) for part in path.parts[-3].split(".") if part.isdigit()],
+        )
+        if found:
+            os.environ["PATH"] = f"{found[-1].parent}{os.pathsep}{os.environ['PATH']}"
+
+
+_expose_pyenv_pythons()
+nox.options.default_venv_backend = "uv|virtualenv"
+
+
+def _install_and_test(session: nox.Session, pins: dict) -> None:
+    session.install("-e", ".[test]", *(f"{name}=={version}" for name, version in pins.items()))
+    session.run(
+        "python",
+        "-c",
+        "import importlib.metadata as m, sys; print(*(d + '==' + m.version(d) for d in sys.argv[1:]))",
+        *SHOWN,
+    )
+    session.run("python", "-m", "pytest", "-p", "no:cacheprovider", "tests", *session.posargs)
+    with session.chdir("examples/sortwords"):
+        session.run("python", "-m", "pytest", "-p", "no:cacheprovider", *session.posargs)
+        session.run("python", "-m", "pytest", "-p", "no:cacheprovider", "-n", "2", *session.posargs)
+
+
+@nox.session(python=list(LOWEST_CASSANDRA_DRIVER))
+def lowest(session: nox.Session) -> None:
+    """The lowest version of every dependency that the declared ranges allow."""
+    _install_and_test(session, {**LOWEST, "cassandra-driver": LOWEST_CASSANDRA_DRIVER[session.python]})
+
+
+@nox.session(python="3.13")
+def latest(session: nox.Session) -> None:
+    """The latest release of every dependency."""
+    _install_and_test(session, LATEST)
+
+
+@nox.session
+@nox.parametrize("python,pytest,celery", [nox.param(*cell, id="{}-pytest{}-celery{}".format(*cell)) for cell in MATRIX])
+def matrix(session: nox.Session, pytest: str, celery: str) -> None:
+    """Python x pytest x Celery covering set; other dependencies at their newest for that Python."""
+    _install_and_test(session, {"pytest": pytest, "celery": celery})

@@ -1,0 +1,132 @@
+"""The README is the contract: every snippet a user would paste runs here, verbatim, against real services.
+
+Snippets are marked in README.md with ``<!-- readme-test: GROUP/PATH -->`` right above the fenced block;
+each group becomes a pytester project (next to the sortWords example's tasks.py and celeryconfig.py)
+with each block written, unchanged, to PATH.
+"""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.plugin.test_plugin import containers_of_run, run_id_of
+
+pytestmark = pytest.mark.usefixtures("container_engine")
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+EXAMPLE = ROOT / "examples" / "sortwords"
+MARKED = re.compile(r"<!-- readme-test: (?P<path>\S+)[^>]*-->\n```[\w-]*\n(?P<body>.*?)```", re.S)
+FENCE = re.compile(r"^```(?P<lang>[\w-]*)\n", re.M)
+PASTABLE = {"python", "ini", "toml"}
+
+
+def snippets(group: str) -> dict[str, str]:
+    found = {m["path"].split("/", 1)[1]: m["body"] for m in MARKED.finditer(README) if m["path"].startswith(group + "/")}
+    assert found, f"no README snippet in group {group!r}"
+    return found
+
+
+def project_with(pytester, group: str, *, example_files: bool = True, excerpts: tuple = ()) -> dict[str, str]:
+    if example_files:
+        for name in ("tasks.py", "celeryconfig.py"):
+            (pytester.path / name).write_text((EXAMPLE / name).read_text())
+    files = snippets(group)
+    for path, body in files.items():
+        if path in excerpts:
+            continue  # an excerpt of the example's own file, checked by the test
+        target = pytester.path / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(body)
+    return files
+
+
+def assert_nothing_left(result) -> None:
+    assert containers_of_run(run_id_of(result)) == []
+
+
+def test_every_pastable_block_is_tested():
+    """A python/ini/toml block without a readme-test marker would be a promise nobody checks."""
+    untested = []
+    for fence in FENCE.finditer(README):
+        if fence["lang"] not in PASTABLE:
+            continue
+        before = README[:fence.start()].rstrip().splitlines()[-1]
+        if not before.startswith("<!-- readme-test:"):
+            untested.append(README[fence.end():fence.end() + 60].splitlines()[0])
+    assert untested == []
+
+
+def test_quickstart_as_written(pytester):
+    project_with(pytester, "quickstart")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=300)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["celery-astra worker: *app tasks:app (ini celery_astra_app)*"])
+    assert_nothing_left(result)
+
+
+def test_quickstart_with_an_inline_comment_is_one_sentence(pytester):
+    project_with(pytester, "quickstart")
+    (pytester.path / "pytest.ini").write_text(
+        "[pytest]\ncelery_astra_app = tasks:app     # your app, as module:attribute\npythonpath = .\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=60)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        "*ini celery_astra_app * is not valid for app: ini values keep inline comments; "
+        "put the comment on its own line; fix --celery-astra-app*"])
+
+
+def test_own_tables_as_written(pytester):
+    files = project_with(pytester, "own-data", excerpts=("tasks.py",))
+    # The README's tasks.py part is the example app's own code, verbatim.
+    assert files["tasks.py"] in (EXAMPLE / "tasks.py").read_text()
+    (pytester.path / "pytest.ini").write_text(snippets("quickstart")["pytest.ini"])
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", timeout=300)
+    result.assert_outcomes(passed=2)
+    assert_nothing_left(result)
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["n0", "n2"])
+def test_second_app_keyspace_and_worker_as_written(pytester, xdist):
+    project_with(pytester, "factories", example_files=False)
+    # Not from the README: proof that the second keyspace is the billing one and is emptied after each test.
+    pytester.makepyfile(**{"tests/test_zz_billing_is_cleaned": '''
+        from billing.tasks import send_invoice
+
+        def test_writes(billing_worker, billing_database):
+            assert billing_database.keyspace.startswith("billing_")
+            send_invoice.delay(1).get(timeout=30)
+            assert billing_database.session.execute(f"SELECT COUNT(*) FROM {billing_database.result_table}").one()[0] == 1
+
+        def test_finds_empty(billing_database):
+            assert billing_database.session.execute(f"SELECT * FROM {billing_database.result_table}").one() is None
+    '''})
+    (pytester.path / "pytest.ini").write_text("[pytest]\npythonpath = .\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *xdist, timeout=300)
+    result.assert_outcomes(passed=3)
+    assert_nothing_left(result)
+
+
+def test_settings_in_ini_form(pytester):
+    project_with(pytester, "settings-ini")
+    (pytester.path / "tests").mkdir()
+    (pytester.path / "tests" / "test_tasks.py").write_text(snippets("quickstart")["tests/test_tasks.py"])
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=300)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([
+        "celery-astra broker: container redis*",
+        "celery-astra cassandra: *keyspace sortwords_tests_master (ini celery_astra_keyspace)*",
+        "celery-astra worker: pool threads (ini *), concurrency 4 (ini *), queues * + celery,reports*",
+    ])
+    assert_nothing_left(result)
+
+
+def test_settings_in_pyproject_form(pytester):
+    project_with(pytester, "settings-toml")
+    (pytester.path / "tests").mkdir()
+    (pytester.path / "tests" / "test_tasks.py").write_text(snippets("quickstart")["tests/test_tasks.py"])
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=300)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["celery-astra worker: pool threads (ini *), concurrency 2 (ini *)*"])
+    assert_nothing_left(result)
