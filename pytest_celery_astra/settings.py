@@ -311,8 +311,11 @@ def _first_given(setting, cli, env, ini) -> tuple[str | None, str]:
 
 
 def _mask_message(error: Exception, setting: Setting, raw: str) -> str:
+    """The parser's message, which may quote the value, with the value masked as in _shown_value."""
     message = str(error)
-    return message.replace(raw, "***") if setting.secret and raw else message
+    if not raw:
+        return message
+    return message.replace(repr(raw), _shown_value(setting, raw)).replace(raw, _shown_value(setting, raw)[1:-1])
 
 
 def settings_from_config(config: pytest.Config) -> Settings:
