@@ -89,10 +89,21 @@ def _install_and_test(session: nox.Session, pins: dict) -> None:
         "import importlib.metadata as m, sys; print(*(d + '==' + m.version(d) for d in sys.argv[1:]))",
         *SHOWN,
     )
-    session.run("python", "-m", "pytest", "-p", "no:cacheprovider", "tests", *session.posargs)
+    session.run("python", "-m", "pytest", "-p", "no:cacheprovider", *_report(session, "project"), "tests",
+                *session.posargs)
     with session.chdir("examples/sortwords"):
-        session.run("python", "-m", "pytest", "-p", "no:cacheprovider", *session.posargs)
-        session.run("python", "-m", "pytest", "-p", "no:cacheprovider", "-n", "2", *session.posargs)
+        session.run("python", "-m", "pytest", "-p", "no:cacheprovider", *_report(session, "example"), *session.posargs)
+        session.run("python", "-m", "pytest", "-p", "no:cacheprovider", *_report(session, "example-xdist"), "-n", "2",
+                    *session.posargs)
+
+
+def _report(session: nox.Session, part: str) -> list:
+    """``--junitxml`` into $CELERY_ASTRA_REPORTS when set (scripts/test-all sums the counts of every run)."""
+    directory = os.environ.get("CELERY_ASTRA_REPORTS")
+    if not directory:
+        return []
+    name = "".join(c if c.isalnum() or c in ".-" else "-" for c in session.name).strip("-")
+    return [f"--junitxml={directory}/{name}-{part}.xml"]
 
 
 @nox.session(python=list(LOWEST_CASSANDRA_DRIVER))

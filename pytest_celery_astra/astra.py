@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from .database import parse_mark
+from .database import mark_owner, parse_mark
 from .settings import Settings
 
 BUNDLE_FILES = ("config.json", "ca.crt", "cert", "key")
@@ -56,8 +56,10 @@ def check_astra_settings(settings: Settings) -> None:
              f"to LOCAL_QUORUM.")
 
 
-def stale_tables(cluster, keyspace: str, run_id: str, now: datetime.datetime | None = None) -> list[str]:
-    """Tables in ``keyspace`` marked by this plugin, from another run, older than STALE_AFTER."""
+def stale_tables(cluster, keyspace: str, run_id: str, include_old: bool,
+                 now: datetime.datetime | None = None) -> list[str]:
+    """Tables in ``keyspace`` marked by this plugin for another run whose process, on this host, is
+    gone (a killed run); with ``include_old`` also those older than STALE_AFTER (crashed anywhere)."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
     cluster.refresh_keyspace_metadata(keyspace)
     found = []
@@ -65,11 +67,15 @@ def stale_tables(cluster, keyspace: str, run_id: str, now: datetime.datetime | N
         mark = parse_mark(table.options.get("comment"))
         if mark is None or mark["run"] == run_id:
             continue
+        owner = mark_owner(mark)
+        if owner is not None and owner.is_provably_gone():
+            found.append(name)
+            continue
         try:
             created = datetime.datetime.strptime(mark["created"], "%Y-%m-%dT%H:%M:%SZ").replace(
                 tzinfo=datetime.timezone.utc)
         except ValueError:
             continue
-        if now - created > STALE_AFTER:
+        if include_old and now - created > STALE_AFTER:
             found.append(name)
     return sorted(found)

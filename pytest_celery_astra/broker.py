@@ -101,28 +101,30 @@ def check_broker_answers(url: str, transport_options: dict, timeout: float = 5.0
 
 
 def worker_broker_url(choice: BrokerChoice, settings: Settings, service: RunningService | None,
-                      worker: str, fresh: bool = False) -> tuple[str, dict]:
-    """The URL and transport options one xdist worker uses; its queues are its own."""
+                      worker: str, run_id: str = "") -> tuple[str, dict]:
+    """The URL and transport options one xdist worker uses; its queues are its own.
+
+    A kept (reused) RabbitMQ may serve other runs at the same time: the vhost then carries the run id.
+    """
     if choice.mode == "memory":
         return "memory://localhost/", dict(MEMORY_TRANSPORT_OPTIONS)
     if choice.mode == "url":
-        return str(settings.broker_url).replace("{worker}", worker), {}
+        return str(settings.broker_url).replace("{worker}", worker).replace("{run}", run_id), {}
     assert service is not None
     if choice.kind == "redis":
         return f"redis://{service.host}:{service.port}/{redis_db_number(worker)}", {}
-    vhost = vhost_name(worker)
-    ensure_vhost(service.container_id, vhost, fresh=fresh)
+    vhost = vhost_name(worker, run_id if settings.reuse_containers else None)
+    ensure_vhost(service.container_id, vhost)
     return f"amqp://guest:guest@{service.host}:{service.port}/{vhost}", {}
 
 
-def ensure_vhost(container_id: str, vhost: str, fresh: bool = False) -> None:
+def ensure_vhost(container_id: str, vhost: str) -> None:
     """A RabbitMQ virtual host per worker keeps its queues apart, named queues included.
 
     One ``rabbitmqctl`` call per step costs ~0.5 s (it boots an Erlang VM), so
-    they run in one shell. ``fresh`` empties a vhost left in a reused container.
+    they run in one shell.
     """
-    steps = [f"rabbitmqctl -q delete_vhost {vhost} >/dev/null 2>&1 || true"] if fresh else []
-    steps += [
+    steps = [
         f"(rabbitmqctl -q add_vhost {vhost} >/dev/null 2>&1 || rabbitmqctl -q list_vhosts | grep -qx {vhost})",
         f"rabbitmqctl -q set_permissions -p {vhost} guest '.*' '.*' '.*'",
     ]

@@ -15,51 +15,73 @@ import logging
 import shutil
 import tempfile
 import uuid
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import pytest
+
 from .errors import ServiceStartError
-from .services import ContainerSpec, RunningService, remove_container, start_container
+from .owner import Owner
 from .reuse import find_reusable
+from .services import ContainerSpec, RunningService, owned_containers, remove_container, start_container
 
 logger = logging.getLogger(__name__)
 
 
+STATE_PREFIX = "pytest-celery-astra-"
+
+
 @dataclasses.dataclass
 class RunState:
-    """The shared state directory of one run and its id."""
+    """The shared state directory of one run, its id, and the process that owns the run."""
 
     directory: Path
     run_id: str
+    owner: Owner = dataclasses.field(default_factory=Owner.this_process)
 
     @classmethod
     def create(cls) -> "RunState":
         """A new run id and the path of its state directory, which is made only when a service starts."""
         run_id = uuid.uuid4().hex[:10]
-        return cls(Path(tempfile.gettempdir()) / f"pytest-celery-astra-{run_id}", run_id)
+        return cls(Path(tempfile.gettempdir()) / f"{STATE_PREFIX}{run_id}", run_id)
 
     def to_workerinput(self) -> dict[str, str]:
-        return {"celery_astra_state_dir": str(self.directory), "celery_astra_run_id": self.run_id}
+        return {"celery_astra_state_dir": str(self.directory), "celery_astra_run_id": self.run_id,
+                "celery_astra_owner": json.dumps(dataclasses.asdict(self.owner))}
 
     @classmethod
     def from_workerinput(cls, workerinput: dict) -> "RunState":
-        return cls(Path(workerinput["celery_astra_state_dir"]), workerinput["celery_astra_run_id"])
+        return cls(Path(workerinput["celery_astra_state_dir"]), workerinput["celery_astra_run_id"],
+                   Owner(**json.loads(workerinput["celery_astra_owner"])))
+
+    def has_something_to_clean(self) -> bool:
+        return self.directory.exists()
 
     def obtain(self, spec: ContainerSpec, timeout: float, reuse: bool = False) -> RunningService:
         """The running service for ``spec``: started once per run, whoever asks first."""
-        self.directory.mkdir(mode=0o700, exist_ok=True)
+        self._ensure_directory()
         record = self.directory / f"{spec.name}.json"
         with _file_lock(self.directory / f"{spec.name}.lock"):
             if record.exists():
                 data = json.loads(record.read_text())
                 if "error" in data:
                     raise ServiceStartError(data["error"])
-                data.pop("keep", None)
-                return RunningService(**data)
+                if "host" in data:
+                    data.pop("keep", None)
+                    return RunningService(**data)
+                if "container_id" in data:  # a start that was interrupted: remove its container first
+                    remove_container(data["container_id"])
+            self._reap_once()
+
+            def remember(container_id: str) -> None:
+                # Recorded before the readiness wait: an interrupt during start still removes it.
+                record.write_text(json.dumps({"name": spec.name, "container_id": container_id, "keep": reuse}))
+
             try:
                 service = (find_reusable(spec, timeout) if reuse else None) or start_container(
-                    spec, timeout, self.run_id, keep=reuse)
+                    spec, timeout, self.run_id, keep=reuse, owner=self.owner, on_created=remember)
             except ServiceStartError as error:
                 # Other workers fail with the same message instead of retrying for minutes.
                 record.write_text(json.dumps({"error": str(error)}))
@@ -69,12 +91,32 @@ class RunState:
             record.write_text(json.dumps(data))
             return service
 
+    def _ensure_directory(self) -> None:
+        if not self.directory.exists():
+            self.directory.mkdir(mode=0o700, exist_ok=True)
+            owner_file = self.directory / "owner.json"
+            if not owner_file.exists():
+                owner_file.write_text(json.dumps(dataclasses.asdict(self.owner)))
+
+    def _reap_once(self) -> None:
+        """Before this run's first container: remove what killed runs on this host left behind."""
+        marker = self.directory / "reaped"
+        if marker.exists():
+            return
+        marker.write_text("")
+        removed = reap_dead_runs(keep=self.directory)
+        if removed:
+            warnings.warn(pytest.PytestWarning(
+                "pytest-celery-astra: removed what killed earlier runs left: " + "; ".join(removed)))
+
     def stop_all(self) -> list[str]:
         """Remove every container this run started (kept ones excepted); return problems as text."""
         problems: list[str] = []
         if not self.directory.exists():
             return problems
         for record in sorted(self.directory.glob("*.json")):
+            if record.name == "owner.json":
+                continue
             data = json.loads(record.read_text())
             container_id = data.get("container_id")
             if not container_id or data.get("keep"):
@@ -85,6 +127,33 @@ class RunState:
                 problems.append(f"could not remove the {data.get('name')} container {container_id[:12]}: {error}")
         shutil.rmtree(self.directory, ignore_errors=True)
         return problems
+
+
+def reap_dead_runs(keep: Path | None = None) -> list[str]:
+    """Remove containers and state directories whose owning pytest process, on this host, is gone.
+
+    Containers kept for reuse are left alone, and so is anything of a live run or of another host.
+    """
+    removed: list[str] = []
+    for directory in Path(tempfile.gettempdir()).glob(f"{STATE_PREFIX}*"):
+        if directory == keep or not directory.is_dir():
+            continue
+        try:
+            owner = Owner(**json.loads((directory / "owner.json").read_text()))
+        except (OSError, ValueError, TypeError):
+            continue
+        if owner.is_provably_gone():
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(f"state directory {directory} ({owner.describe()})")
+    for container_id, name, owner in owned_containers():
+        if owner.is_provably_gone():
+            try:
+                remove_container(container_id)
+            except Exception as error:  # one that cannot be removed must not stop this run
+                logger.warning("pytest-celery-astra: could not remove container %s: %s", container_id[:12], error)
+                continue
+            removed.append(f"{name} container {container_id[:12]} ({owner.describe()})")
+    return removed
 
 
 @contextmanager

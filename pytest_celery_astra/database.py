@@ -18,6 +18,7 @@ from typing import Iterator
 
 from .errors import DatabaseSetupError
 from .masking import Secret
+from .owner import Owner
 
 MARK_PREFIX = "pytest-celery-astra"
 OWNER_TABLE = "celery_astra_owner"
@@ -105,9 +106,17 @@ def quiet_driver_logs() -> Iterator[None]:
 
 
 def table_mark(run_id: str, worker: str) -> str:
-    """The comment of every table the plugin creates: who, which run, when."""
+    """The comment of every table the plugin creates: which run and worker, when, and which process
+    (so that a later run on the same host can tell a killed run's leftovers from a live run's data)."""
     created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return f"{MARK_PREFIX} run={run_id} worker={worker} created={created}"
+    owner = Owner.this_process()
+    return (f"{MARK_PREFIX} run={run_id} worker={worker} created={created} "
+            f"host={owner.host} pid={owner.pid} started={owner.started}")
+
+
+def mark_owner(mark: dict[str, str]) -> Owner | None:
+    """The process that made a marked table, when the mark names one."""
+    return Owner.parse(mark.get("host"), mark.get("pid"), mark.get("started"))
 
 
 def parse_mark(comment: str | None) -> dict[str, str] | None:
@@ -251,6 +260,22 @@ class TestDatabase:
                 f"--astra-keyspace (ASTRA_DB_KEYSPACE).")
         self.session.set_keyspace(self.keyspace)
         self.create_table(self.result_table, result_table_ddl)
+
+    def reap_dead_keyspaces(self) -> list[str]:
+        """Drop the plugin's keyspaces whose creating process, on this host, is gone (a killed run).
+
+        Only keyspaces holding the plugin's owner table with a mark naming its process qualify;
+        a live run's keyspace, another host's, or anyone else's is never touched.
+        """
+        dropped = []
+        for name, keyspace in list(self.cluster.metadata.keyspaces.items()):
+            owner_table = keyspace.tables.get(OWNER_TABLE)
+            mark = parse_mark(owner_table.options.get("comment")) if owner_table is not None else None
+            owner = mark_owner(mark) if mark is not None else None
+            if name != self.keyspace and owner is not None and owner.is_provably_gone():
+                self.session.execute(f"DROP KEYSPACE IF EXISTS {name}", timeout=60)
+                dropped.append(f"keyspace {name} ({owner.describe()})")
+        return dropped
 
     def _create_own_keyspace(self) -> None:
         existing = self.cluster.metadata.keyspaces.get(self.keyspace)

@@ -76,11 +76,10 @@ def database(keyspace_prefix: str | None = None) -> Callable:
         except CeleryAstraError as error:
             _fail_setup(request, error)
         try:
-            if context.settings.astra and context.settings.astra_drop_stale:
-                from .astra import stale_tables
-
-                for table in stale_tables(db.cluster, db.keyspace, context.run_id):
-                    db.session.execute(f"DROP TABLE IF EXISTS {db.keyspace}.{table}", timeout=60)
+            reaped = _reap_leftovers(context, db)
+            if reaped:
+                warnings.warn(pytest.PytestWarning(
+                    "pytest-celery-astra: removed what killed earlier runs left: " + "; ".join(reaped)))
             db.prepare()
         except CeleryAstraError as error:
             db.shutdown()
@@ -102,6 +101,18 @@ def database(keyspace_prefix: str | None = None) -> Callable:
     return database_fixture
 
 
+def _reap_leftovers(context: RunContext, db: TestDatabase) -> list[str]:
+    """Keyspaces (or Astra tables) of killed runs on this host; old marked Astra tables with --astra-drop-stale."""
+    if context.settings.astra:
+        from .astra import stale_tables
+
+        tables = stale_tables(db.cluster, db.keyspace, context.run_id, context.settings.astra_drop_stale)
+        for table in tables:
+            db.session.execute(f"DROP TABLE IF EXISTS {db.keyspace}.{table}", timeout=60)
+        return [f"table {db.keyspace}.{table}" for table in tables]
+    return db.reap_dead_keyspaces() if context.shares_cassandra else []
+
+
 def app(reference: str | None = None, database_fixture: str = "celery_astra_database") -> Callable:
     """Build a session fixture giving a Celery app wired to the test broker and Cassandra.
 
@@ -120,7 +131,8 @@ def app(reference: str | None = None, database_fixture: str = "celery_astra_data
             context.preflight()
             celery_app = load_app(reference or context.settings.app)
             if context.broker.mode == "url":
-                url, transport_options = worker_broker_url(context.broker, context.settings, None, context.worker)
+                url, transport_options = worker_broker_url(context.broker, context.settings, None, context.worker,
+                                                           context.run_id)
                 check_broker_answers(url, transport_options)
         except (CeleryAstraError, ImportError) as error:
             _fail_setup(request, error)
@@ -132,10 +144,14 @@ def app(reference: str | None = None, database_fixture: str = "celery_astra_data
             if context.broker.mode != "url":
                 url, transport_options = worker_broker_url(
                     context.broker, context.settings, services.get(context.broker.kind or ""), context.worker,
-                    fresh=context.settings.reuse_containers)
+                    context.run_id)
         except CeleryAstraError as error:
             _fail_setup(request, error)
         _uses_database(request, database_fixture)
+        if request.fixturename != "celery_astra_app" and celery_app.conf.task_default_queue == "celery":
+            # A second app shares the broker's vhost with the default one: on the same "celery" queue,
+            # each worker would receive the other app's tasks (and drop them as unregistered).
+            celery_app.conf.task_default_queue = request.fixturename
         configure_app(
             celery_app, url, transport_options, db.target.celery_settings(), db.keyspace, db.result_table,
             context.settings.read_consistency, context.settings.write_consistency,
@@ -164,7 +180,7 @@ def worker(app_fixture: str = "celery_astra_app", queues: tuple[str, ...] | None
         settings = context.settings
         celery_app = request.getfixturevalue(app_fixture)
         embedded = EmbeddedWorker(
-            celery_app, hostname=node_name(f"{context.worker}_{app_fixture}"), pool=settings.worker_pool,
+            celery_app, hostname=node_name(f"{context.run_id}_{context.worker}_{app_fixture}"), pool=settings.worker_pool,
             concurrency=settings.worker_concurrency, queues=settings.queues if queues is None else queues,
             start_timeout=settings.worker_timeout, stop_timeout=settings.worker_timeout,
             make_default=app_fixture == "celery_astra_app")

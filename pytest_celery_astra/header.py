@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .errors import ConfigurationError
 from .masking import mask_url
-from .naming import astra_table_name, keyspace_name
+from .naming import astra_table_name
 from .runcontext import RunContext
 
 
@@ -43,7 +43,7 @@ def _cassandra_line(context: RunContext, workers: list[str]) -> str:
         tables = ", ".join(astra_table_name(settings.table, context.run_id, worker) for worker in workers)
         return (f"Astra DB bundle {settings.astra_bundle} ({settings.sources['astra_bundle']}), "
                 f"keyspace {settings.astra_keyspace}, result tables {tables}")
-    keyspaces = ", ".join(keyspace_name(settings.keyspace, worker) for worker in workers)
+    keyspaces = ", ".join(context.keyspace_of(worker) for worker in workers)
     where = (f"hosts {settings.describe('cassandra_hosts')} port {settings.cassandra_port}"
              if context.cassandra_mode == "hosts" else f"container (image {settings.describe('cassandra_image')})")
     return f"{where}, keyspace {keyspaces} ({settings.sources['keyspace']}), table {settings.table}"

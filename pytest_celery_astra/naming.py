@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 
@@ -26,9 +27,24 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
-def keyspace_name(prefix: str, worker: str) -> str:
-    """The test keyspace of one worker: ``celery_astra_gw0``."""
-    return f"{prefix}_{_slug(worker)}"
+# Cassandra's limit for keyspace and table names.
+MAX_CQL_NAME = 48
+
+
+def short_name(*parts: str, limit: int = MAX_CQL_NAME) -> str:
+    """``parts`` joined by ``_``; past ``limit``, the first part cut and a hash of all parts appended,
+    so the run id and worker id still tell names apart instead of being cut off."""
+    name = "_".join(part for part in parts if part)
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:12]
+    return f"{parts[0][:limit - len(digest) - 1]}_{digest}"
+
+
+def keyspace_name(prefix: str, worker: str, run_id: str | None = None) -> str:
+    """The test keyspace of one worker: ``celery_astra_gw0``; with ``run_id`` (a Cassandra shared with
+    other runs) ``celery_astra_3f9c0a1b2e_gw0``."""
+    return short_name(prefix, _slug(run_id or ""), _slug(worker))
 
 
 def astra_table_name(table: str, run_id: str, worker: str) -> str:
@@ -37,12 +53,13 @@ def astra_table_name(table: str, run_id: str, worker: str) -> str:
     Astra keyspaces are shared by every run against the database, so the run id
     keeps concurrent runs (two CI jobs) apart. Cassandra allows 48 characters.
     """
-    return f"{table}_{_slug(run_id)}_{_slug(worker)}"[:48]
+    return short_name(table, _slug(run_id), _slug(worker))
 
 
-def vhost_name(worker: str) -> str:
-    """RabbitMQ virtual host of one worker: its queues, named ones included, are its own."""
-    return f"celery_astra_{_slug(worker)}"
+def vhost_name(worker: str, run_id: str | None = None) -> str:
+    """RabbitMQ virtual host of one worker: its queues, named ones included, are its own
+    (with ``run_id`` for a broker shared with other runs)."""
+    return short_name("celery_astra", _slug(run_id or ""), _slug(worker), limit=200)
 
 
 def redis_db_number(worker: str) -> int:

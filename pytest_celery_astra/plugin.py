@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import warnings
 
 import pytest
 
-from . import factories
+from . import factories, interrupts
 from .broker import check_broker_url
 from .coordination import RunState
 from .header import describe_run
@@ -48,6 +49,8 @@ def pytest_configure(config: pytest.Config) -> None:
         state, owns_state = RunState.from_workerinput(config.workerinput), False
     else:
         state, owns_state = RunState.create(), True
+        # SIGTERM like Ctrl-C once the run has containers to remove; until then signals are untouched.
+        interrupts.install(state.has_something_to_clean)
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(_XdistController(state), "celery_astra_xdist")
     config.stash[RUN_CONTEXT_KEY] = RunContext(settings, worker_id(config), state, owns_state)
@@ -85,7 +88,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if context is None or not context.owns_state:
         return
     # After the last xdist worker finished (or pytest itself, without xdist):
-    # remove every container of the run, also after failures and Ctrl-C.
+    # remove every container of the run, also after failures, Ctrl-C and SIGTERM;
+    # a second Ctrl-C or SIGTERM now is ignored rather than leaving containers half-removed.
+    interrupts.shield_cleanup()
     for problem in context.state.stop_all():
         sys.stderr.write(f"pytest-celery-astra: {problem}\n")
 
@@ -153,13 +158,15 @@ def celery_astra_cleanup(celery_astra_database, request: pytest.FixtureRequest):
     janitor = Janitor(celery_astra_database)
     yield janitor
     if request.config.stash[RUN_CONTEXT_KEY].settings.cleanup:
+        _settle_workers(request)
         janitor.clean()
 
 
 @pytest.fixture(autouse=True)
 def _celery_astra_per_test(request: pytest.FixtureRequest):
-    """After each test that used the plugin: empty the tables of every database fixture it used
-    (the default one and those made with ``factories.database()``), then check the embedded workers."""
+    """After each test that used the plugin: purge the workers' queues and wait until they are idle,
+    empty the tables of every database fixture the test used (the default one and those made with
+    ``factories.database()``), then check the embedded workers."""
     yield
     names = request.fixturenames
     databases = factories.databases_used_by(request.config, names)
@@ -168,6 +175,7 @@ def _celery_astra_per_test(request: pytest.FixtureRequest):
     if request.config.stash[RUN_CONTEXT_KEY].settings.cleanup:
         from .janitor import Janitor
 
+        _settle_workers(request)
         for name, database in databases.items():
             # celery_astra_cleanup, when the test asked for it, already cleaned (with its registered tables).
             skip = name == "celery_astra_database" and "celery_astra_cleanup" in names
@@ -175,3 +183,23 @@ def _celery_astra_per_test(request: pytest.FixtureRequest):
                 Janitor(database).clean()
     for embedded in request.config.stash.get(factories.RUNNING_WORKERS_KEY, []):
         embedded.check_unreported()
+
+
+_SETTLED_KEY = pytest.StashKey[bool]()
+
+
+def _settle_workers(request: pytest.FixtureRequest) -> None:
+    """Once per test, before any cleanup: no task of this test may run (and write) during the next one."""
+    if request.node.stash.get(_SETTLED_KEY, False):
+        return
+    request.node.stash[_SETTLED_KEY] = True
+    workers = request.config.stash.get(factories.RUNNING_WORKERS_KEY, [])
+    if not workers:
+        return
+    from .worker import settle_all
+
+    timeout = request.config.stash[RUN_CONTEXT_KEY].settings.worker_timeout
+    for embedded in settle_all(workers, timeout):
+        warnings.warn(pytest.PytestWarning(
+            f"pytest-celery-astra: a task was still running on {embedded.hostname} {timeout:g} s after the "
+            f"test; what it writes may land in the next test (raise --celery-astra-worker-timeout)."))

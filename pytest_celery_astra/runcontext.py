@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from . import interrupts
 from .broker import BrokerChoice, check_broker_url, choose_broker
 from .coordination import RunState
 from .database import CassandraTarget
@@ -96,7 +98,17 @@ class RunContext:
     def keyspace(self, prefix: str | None = None) -> str:
         if self.settings.astra:
             return self.settings.astra_keyspace
-        return keyspace_name(prefix or self.settings.keyspace, self.worker)
+        return self.keyspace_of(self.worker, prefix)
+
+    @property
+    def shares_cassandra(self) -> bool:
+        """An existing cluster, or a kept container: other runs may use it at the same time."""
+        return self.cassandra_mode == "hosts" or self.settings.reuse_containers
+
+    def keyspace_of(self, worker: str, prefix: str | None = None) -> str:
+        """The keyspace ``worker`` uses; on a Cassandra shared with other runs it carries the run id."""
+        run_id = self.run_id if self.shares_cassandra else None
+        return keyspace_name(prefix or self.settings.keyspace, worker, run_id)
 
     def result_table(self) -> str:
         if self.settings.astra:
@@ -117,6 +129,8 @@ class RunContext:
         specs = [spec for spec in self.container_specs() if spec.name not in self.services]
         if not specs:
             return self.services
+        self._refuse_if_orphaned()
+        interrupts.install(self.state.has_something_to_clean)
         engine = probe_engine()
         if not engine.answers:
             alternative = ("--celery-astra-cassandra-hosts (an existing cluster)"
@@ -134,6 +148,16 @@ class RunContext:
         if errors:
             raise ServiceStartError("\n".join(errors))
         return self.services
+
+    def _refuse_if_orphaned(self) -> None:
+        """An xdist worker whose pytest controller is gone (killed) must not start a new set of containers."""
+        if self.owns_state:
+            return
+        if not self.state.owner.pid or os.getppid() == self.state.owner.pid:
+            return
+        raise ServiceStartError(
+            f"pytest-celery-astra: the pytest process that started this xdist worker "
+            f"({self.state.owner.describe()}) is gone; not starting containers nobody would remove.")
 
     def cassandra_target(self) -> CassandraTarget:
         settings = self.settings

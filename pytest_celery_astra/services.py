@@ -15,12 +15,16 @@ import time
 from typing import Callable
 
 from .errors import ServiceStartError
+from .owner import Owner
 
 LABEL = "io.github.pytest-celery-astra"
 LABEL_CONFIG_HASH = LABEL + ".config-hash"
 LABEL_RUN_ID = LABEL + ".run-id"
 LABEL_SERVICE = LABEL + ".service"
 LABEL_REUSE = LABEL + ".reuse"
+LABEL_OWNER_HOST = LABEL + ".owner-host"
+LABEL_OWNER_PID = LABEL + ".owner-pid"
+LABEL_OWNER_STARTED = LABEL + ".owner-started"
 LOG_TAIL_LINES = 40
 
 logger = logging.getLogger(__name__)
@@ -78,11 +82,21 @@ def cassandra_spec(image: str) -> ContainerSpec:
     )
 
 
-def start_container(spec: ContainerSpec, timeout: float, run_id: str, keep: bool = False) -> RunningService:
-    """Start ``spec`` and wait until its service answers; remove it again on any failure."""
+def start_container(spec: ContainerSpec, timeout: float, run_id: str, keep: bool = False,
+                    owner: Owner | None = None,
+                    on_created: Callable[[str], None] = lambda container_id: None) -> RunningService:
+    """Start ``spec`` and wait until its service answers; remove it again on any failure.
+
+    ``on_created`` gets the container id before the readiness wait, so that an interrupt during
+    the wait still finds it; ``owner`` (the pytest process that removes it) goes into its labels,
+    so that a later run can remove it if that process was killed.
+    """
     from testcontainers.core.container import DockerContainer
 
     labels = {LABEL: "1", LABEL_SERVICE: spec.name, LABEL_CONFIG_HASH: spec.config_hash, LABEL_RUN_ID: run_id}
+    if owner is not None:
+        labels.update({LABEL_OWNER_HOST: owner.host, LABEL_OWNER_PID: str(owner.pid),
+                       LABEL_OWNER_STARTED: owner.started})
     if keep:
         labels[LABEL_REUSE] = "1"
     container = DockerContainer(spec.image, labels=labels)
@@ -100,6 +114,7 @@ def start_container(spec: ContainerSpec, timeout: float, run_id: str, keep: bool
             f"and set CELERY_ASTRA_{spec.name.upper()}_IMAGE."
         ) from None
     try:
+        on_created(container.get_wrapped_container().id)
         host = container.get_container_host_ip()
         port = int(container.get_exposed_port(spec.port))
         wait_until_ready(spec, host, port, timeout, container_alive=lambda: _is_running(container))
@@ -182,6 +197,24 @@ def remove_container(container_id: str) -> None:
         client.containers.get(container_id).remove(force=True, v=True)
     except docker.errors.NotFound:
         pass
+    finally:
+        client.close()
+
+
+def owned_containers() -> list[tuple[str, str, Owner]]:
+    """(id, service, owner) of the plugin's containers that name an owner and are not kept for reuse."""
+    import docker
+
+    client = docker.from_env()
+    try:
+        found = []
+        for container in client.containers.list(all=True, filters={"label": LABEL}):
+            labels = container.labels
+            owner = Owner.parse(labels.get(LABEL_OWNER_HOST), labels.get(LABEL_OWNER_PID),
+                                labels.get(LABEL_OWNER_STARTED))
+            if owner is not None and labels.get(LABEL_REUSE) != "1":
+                found.append((container.id, labels.get(LABEL_SERVICE, "?"), owner))
+        return found
     finally:
         client.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import sys
 import threading
 import time
@@ -12,6 +13,7 @@ from celery.contrib.testing.worker import TestWorkController
 from celery.exceptions import WorkerTerminate
 from celery.result import _set_task_join_will_block
 from celery.worker import state as worker_state
+from kombu.asynchronous import set_event_loop
 
 from .errors import EmbeddedWorkerError
 
@@ -19,6 +21,55 @@ from .errors import EmbeddedWorkerError
 # otherwise sleeps in epoll for up to 10 s, which is why Celery's own
 # start_worker() takes ~10 s to stop: it only sets a flag the loop reads after its poll.
 WAKE_INTERVAL = 0.05
+
+
+class _InFlight:
+    """Ids of tasks published in this process that no worker has finished yet (Celery's signals).
+
+    Lets :meth:`EmbeddedWorker.settle` return at once after the usual test, whose tasks all ran."""
+
+    def __init__(self):
+        # Counts, not a set: a retry publishes the same id again before its first run has finished.
+        self.ids: collections.Counter = collections.Counter()
+        self.lock = threading.Lock()
+        self.connected = False
+
+    def connect(self) -> None:
+        if self.connected:
+            return
+        from celery import signals
+
+        signals.before_task_publish.connect(self._published, weak=False)
+        for signal in (signals.task_postrun, signals.task_revoked, signals.task_unknown, signals.task_rejected):
+            signal.connect(self._finished, weak=False)
+        self.connected = True
+
+    def _published(self, sender=None, headers=None, body=None, **kwargs):
+        task_id = (headers or {}).get("id")  # task protocol 2; protocol 1 has it in the body
+        if task_id is None and isinstance(body, dict):
+            task_id = body.get("id")
+        if task_id:
+            with self.lock:
+                self.ids[task_id] += 1
+
+    def _finished(self, sender=None, task_id=None, request=None, **kwargs):
+        task_id = task_id or getattr(request, "id", None)
+        with self.lock:
+            if self.ids.get(task_id, 0) > 1:
+                self.ids[task_id] -= 1
+            else:
+                self.ids.pop(task_id, None)
+
+    def empty(self) -> bool:
+        with self.lock:
+            return not self.ids
+
+    def clear(self) -> None:
+        with self.lock:
+            self.ids.clear()
+
+
+IN_FLIGHT = _InFlight()
 
 
 class _ThreadWorkController(TestWorkController):
@@ -32,10 +83,12 @@ class _ThreadWorkController(TestWorkController):
 
     def __init__(self, *args, **kwargs):
         self.stop_requested = threading.Event()
+        self.ticks = 0
         super().__init__(*args, **kwargs)
 
     def wake(self) -> None:
         """Runs in the worker thread every WAKE_INTERVAL; leaves the loop once a stop is requested."""
+        self.ticks += 1  # one more turn of the event loop: what was readable has been read
         if self.stop_requested.is_set():
             raise WorkerTerminate(0)
 
@@ -96,6 +149,18 @@ def _pool_class(pool: str, app: Celery):
     return AppThreadPool
 
 
+def settle_all(workers: list, timeout: float) -> list:
+    """Settle every running embedded worker (see :meth:`EmbeddedWorker.settle`); return those still busy.
+
+    Free after the usual test: when every task published in this process has finished, nothing can
+    still arrive, and there is nothing to purge or wait for."""
+    if IN_FLIGHT.empty() and not (worker_state.active_requests or worker_state.reserved_requests):
+        return []
+    busy = [embedded for embedded in workers if not embedded.settle(timeout)]
+    IN_FLIGHT.clear()  # purged, or ran: none of them can arrive any more
+    return busy
+
+
 class EmbeddedWorker:
     """Runs ``app``'s tasks in a daemon thread until :meth:`stop`.
 
@@ -134,10 +199,14 @@ class EmbeddedWorker:
 
     def start(self) -> "EmbeddedWorker":
         started = time.monotonic()
+        IN_FLIGHT.connect()
         self.app.finalize()
         if self.make_default:
             self.app.set_current()
             self.app.set_default()
+        # Celery's Hub step reuses kombu's process-wide event loop when one exists: a second
+        # embedded worker would run on the first one's loop and never become ready. Each gets its own.
+        set_event_loop(None)
         self.controller = _ThreadWorkController(
             app=self.app, hostname=self.hostname, pool=_pool_class(self.pool, self.app), concurrency=self.concurrency,
             loglevel=self.loglevel, logfile=None, ready_callback=None, queues=self.consumed_queues,
@@ -161,6 +230,34 @@ class EmbeddedWorker:
         self.app.celery_astra_health_check = self.check
         self.seconds_to_start = time.monotonic() - started
         return self
+
+    def settle(self, timeout: float) -> bool:
+        """Purge this worker's queues, then wait (at most ``timeout``) until no task is running or
+        reserved in this process: what a test sent without waiting never runs during the next test.
+        Returns False if a task was still running at the deadline."""
+        if self.thread is None or not self.thread.is_alive() or self.controller is None:
+            return True
+        with self.app.connection_for_write() as connection:
+            for queue in self.consumed_queues:
+                try:
+                    connection.default_channel.queue_purge(queue)
+                except Exception:  # noqa: BLE001 - a queue nobody declared: nothing to purge
+                    connection.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            while worker_state.active_requests or worker_state.reserved_requests:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.002)
+            # Idle now; but a message already delivered to the worker's socket becomes a request only
+            # on the event loop's next turn. Two turns later, idle means idle.
+            ticks = self.controller.ticks
+            while self.controller.ticks < ticks + 2 and self.thread.is_alive():
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.002)
+            if not (worker_state.active_requests or worker_state.reserved_requests):
+                return True
 
     def registered_tasks(self) -> list[str]:
         return sorted(name for name in self.app.tasks if not name.startswith("celery."))

@@ -13,6 +13,6 @@ for path in sys.argv[1:]:
     counts = {"passed": tests - failed - errors - skipped, "failed": failed, "errors": errors, "skipped": skipped}
     for key, value in counts.items():
         totals[key] += value
-    print(f"{Path(path).stem:>16}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
-print(f"{'total':>16}: " + ", ".join(f"{v} {k}" for k, v in totals.items()))
+    print(f"{Path(path).stem:>28}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+print(f"{'total':>28}: " + ", ".join(f"{v} {k}" for k, v in totals.items()))
 sys.exit(0 if totals["passed"] > 0 else 1)

@@ -1,0 +1,80 @@
+"""What one test sends, the next test never sees: queues purged, worker idle, tables emptied — for the
+default database and worker and for a second set made with the factories, with -n 0 and -n 2."""
+
+import pytest
+
+from tests.plugin.test_plugin import containers_of_run, run_id_of
+
+pytestmark = pytest.mark.usefixtures("container_engine")
+
+APPS = '''
+import time
+
+from celery import Celery
+
+app = Celery("myapp")
+billing = Celery("billing")
+
+
+@app.task(name="myapp.slow")
+def slow(n):
+    time.sleep(0.05)
+    return n
+
+
+@billing.task(name="billing.slow")
+def billing_slow(n):
+    time.sleep(0.05)
+    return n
+'''
+CONFTEST = '''
+from pytest_celery_astra import factories
+
+billing_database = factories.database(keyspace_prefix="billing")
+billing_app = factories.app("myapp:billing", database_fixture="billing_database")
+billing_worker = factories.worker(app_fixture="billing_app")
+'''
+TESTS = '''
+import pytest
+from celery.worker import state
+from myapp import billing_slow, slow
+
+
+def queue_depth(app, queue):
+    with app.connection_for_write() as connection:
+        return connection.default_channel.queue_declare(queue, passive=True).message_count
+
+
+@pytest.mark.parametrize("round", range(3))
+class TestSendAndForget:
+    def test_sends_without_waiting(self, round, celery_astra_worker, billing_worker):
+        slow.delay(0).get(timeout=30)          # the worker is up and consuming
+        for n in range(30):
+            slow.delay(n)
+            billing_slow.delay(n)
+
+    def test_next_test_sees_nothing(self, round, celery_astra_worker, billing_worker, celery_astra_database,
+                                    billing_database):
+        assert not state.active_requests and not state.reserved_requests
+        assert queue_depth(celery_astra_worker.app, "celery") == 0
+        assert queue_depth(billing_worker.app, "celery") == 0
+        for db in (celery_astra_database, billing_database):
+            assert db.session.execute(f"SELECT * FROM {db.result_table}").one() is None
+
+
+def test_each_worker_stops_on_its_own(celery_astra_worker, billing_worker):
+    billing_worker.stop()
+    assert billing_worker.seconds_to_stop < 5
+    assert celery_astra_worker.thread.is_alive()
+    assert slow.delay(7).get(timeout=30) == 7     # the default worker still runs
+'''
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2", "--dist", "loadscope"]], ids=["n0", "n2"])
+def test_nothing_crosses_from_one_test_to_the_next(pytester, xdist):
+    pytester.makepyfile(myapp=APPS, test_isolation=TESTS)
+    pytester.makeconftest(CONFTEST)
+    (pytester.path / "pytest.ini").write_text("[pytest]\ncelery_astra_app = myapp:app\npythonpath = .\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", *xdist, timeout=300)
+    result.assert_outcomes(passed=7)
+    assert containers_of_run(run_id_of(result)) == []
