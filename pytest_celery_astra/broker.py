@@ -6,7 +6,7 @@ import dataclasses
 from urllib.parse import urlsplit
 
 from .engine import EngineProbe
-from .naming import redis_db_number, vhost_name
+from .naming import key_prefix, vhost_name
 from .services import ContainerSpec, RunningService, exec_in_container, rabbitmq_spec, redis_spec
 from .masking import mask_url, url_for_message
 from .settings import Settings
@@ -109,13 +109,35 @@ def worker_broker_url(choice: BrokerChoice, settings: Settings, service: Running
     if choice.mode == "memory":
         return "memory://localhost/", dict(MEMORY_TRANSPORT_OPTIONS)
     if choice.mode == "url":
-        return str(settings.broker_url).replace("{worker}", worker).replace("{run}", run_id), {}
+        url = str(settings.broker_url).replace("{worker}", worker).replace("{run}", run_id)
+        return url, (redis_isolation(run_id, worker) if is_redis_url(url) else {})
     assert service is not None
     if choice.kind == "redis":
-        return f"redis://{service.host}:{service.port}/{redis_db_number(worker)}", {}
+        return f"redis://{service.host}:{service.port}/0", redis_isolation(run_id, worker)
     vhost = vhost_name(worker, run_id if settings.reuse_containers else None)
     ensure_vhost(service.container_id, vhost)
     return f"amqp://guest:guest@{service.host}:{service.port}/{vhost}", {}
+
+
+def is_redis_url(url: str) -> bool:
+    return url.partition("://")[0].split("+")[-1] in ("redis", "rediss", "sentinel")
+
+
+def redis_isolation(run_id: str, worker: str) -> dict:
+    """kombu's ``global_keyprefix``: every key and pub/sub channel of this run and worker carries it,
+    so runs and xdist workers sharing one Redis never see each other's queues (no database-number cap)."""
+    return {"global_keyprefix": f"{key_prefix(run_id, worker)}:"}
+
+
+def check_url_isolates_workers(url: str, worker: str) -> None:
+    """Under xdist, refuse an AMQP URL without ``{worker}``: the workers would take each other's tasks."""
+    if worker == "master" or is_redis_url(url) or "{worker}" in url or url.startswith("memory"):
+        return
+    raise ValueError(
+        f"under pytest-xdist the broker URL {url_for_message(url)} would give every worker the same queues, so "
+        f"they would run each other's tasks; put {{worker}} in its virtual host (each must exist, like "
+        f"amqp://user:pass@host//tests_{{worker}}) or use a Redis URL (isolated by key prefix); fix "
+        f"--celery-astra-broker-url (env CELERY_ASTRA_BROKER_URL)")
 
 
 def ensure_vhost(container_id: str, vhost: str) -> None:

@@ -62,17 +62,9 @@ def vhost_name(worker: str, run_id: str | None = None) -> str:
     return short_name("celery_astra", _slug(run_id or ""), _slug(worker), limit=200)
 
 
-def redis_db_number(worker: str) -> int:
-    """Redis database of one worker: 0 alone, 1 + n for gw<n> (Redis has 16 by default)."""
-    match = re.fullmatch(r"gw(\d+)", worker)
-    if not match:
-        return 0
-    number = int(match.group(1)) + 1
-    if number > 15:
-        raise pytest.UsageError(
-            "pytest-celery-astra: the Redis broker container gives each xdist worker its own database "
-            "and Redis has 16; use -n 15 or fewer, or --celery-astra-broker-kind rabbitmq.")
-    return number
+def key_prefix(run_id: str, worker: str) -> str:
+    """Redis key prefix of one run's worker: ``celery_astra_3f9c0a1b2e_gw0``."""
+    return short_name("celery_astra", _slug(run_id), _slug(worker), limit=200)
 
 
 def node_name(worker: str) -> str:

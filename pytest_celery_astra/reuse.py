@@ -19,7 +19,7 @@ REUSED_READY_TIMEOUT = 10.0
 
 
 def find_reusable(spec: ContainerSpec, timeout: float) -> RunningService | None:
-    """A kept, matching, answering container for ``spec``, or None; removes mismatching ones."""
+    """A kept, matching, answering container for ``spec``, or None; removes mismatching or stopped ones."""
     import docker
 
     client = docker.from_env()
@@ -27,12 +27,13 @@ def find_reusable(spec: ContainerSpec, timeout: float) -> RunningService | None:
         kept = client.containers.list(all=True, filters={"label": [f"{LABEL_REUSE}=1", f"{LABEL_SERVICE}={spec.name}"]})
         found = None
         for container in kept:
-            if found is None and container.labels.get(LABEL_CONFIG_HASH) == spec.config_hash \
-                    and container.status == "running":
-                found = _answering(container, spec)
-                if found is not None:
-                    continue
-            logger.info("pytest-celery-astra: removing kept %s container %s (configuration changed or not answering)",
+            matches = container.labels.get(LABEL_CONFIG_HASH) == spec.config_hash
+            if matches and container.status == "running":
+                # Another run may be using (or still starting) this one: never remove it.
+                if found is None:
+                    found = _answering(container, spec)
+                continue
+            logger.info("pytest-celery-astra: removing kept %s container %s (configuration changed or stopped)",
                         spec.name, container.short_id)
             container.remove(force=True, v=True)
         return found

@@ -9,13 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from . import interrupts
-from .broker import BrokerChoice, check_broker_url, choose_broker
+from .broker import BrokerChoice, check_broker_url, check_url_isolates_workers, choose_broker
 from .coordination import RunState
 from .database import CassandraTarget
 from .engine import EngineProbe, no_engine_message, probe_engine
 from .errors import ConfigurationError, ServiceStartError
 from .naming import astra_table_name, keyspace_name
-from .services import ContainerSpec, RunningService, cassandra_spec
+from .services import CANCEL_STARTS, ContainerSpec, RunningService, cassandra_spec
 from .settings import Settings
 
 RUN_CONTEXT_KEY = pytest.StashKey["RunContext"]()
@@ -77,6 +77,7 @@ class RunContext:
         if settings.broker_url is not None:
             try:
                 check_broker_url(settings.broker_url)
+                check_url_isolates_workers(str(settings.broker_url), self.worker)
             except ValueError as error:
                 raise ConfigurationError(f"pytest-celery-astra: {error}.") from None
         if settings.app is not None:
@@ -140,11 +141,15 @@ class RunContext:
             futures = {spec.name: pool.submit(self.state.obtain, spec, self.settings.startup_timeout,
                                               self.settings.reuse_containers) for spec in specs}
             errors = []
-            for name, future in futures.items():
-                try:
-                    self.services[name] = future.result()
-                except ServiceStartError as error:
-                    errors.append(str(error))
+            try:
+                for name, future in futures.items():
+                    try:
+                        self.services[name] = future.result()
+                    except ServiceStartError as error:
+                        errors.append(str(error))
+            except BaseException:  # Ctrl-C / SIGTERM while waiting: the starting threads give up now
+                CANCEL_STARTS.set()
+                raise
         if errors:
             raise ServiceStartError("\n".join(errors))
         return self.services

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import threading
 import time
 from typing import Callable
 
@@ -26,6 +27,9 @@ LABEL_OWNER_HOST = LABEL + ".owner-host"
 LABEL_OWNER_PID = LABEL + ".owner-pid"
 LABEL_OWNER_STARTED = LABEL + ".owner-started"
 LOG_TAIL_LINES = 40
+# Set when the run is interrupted: starts still waiting for readiness give up at once
+# (their containers are removed), instead of keeping a Ctrl-C'd pytest alive for seconds.
+CANCEL_STARTS = threading.Event()
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +144,8 @@ def wait_until_ready(
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:
+        if CANCEL_STARTS.is_set():
+            raise ServiceStartError(f"pytest-celery-astra: the start of {spec.name} was interrupted.")
         try:
             probe(host, port)
             return

@@ -3,7 +3,11 @@
 import pytest
 
 from pytest_celery_astra.masking import Secret, mask_text, mask_url
-from pytest_celery_astra.naming import astra_table_name, keyspace_name, redis_db_number, vhost_name
+from pytest_celery_astra.broker import check_broker_url, check_url_isolates_workers, worker_broker_url
+from pytest_celery_astra.database import parse_mark, table_mark, with_mark
+from pytest_celery_astra.masking import MaskedUrl, url_for_message
+from pytest_celery_astra.naming import MAX_CQL_NAME, astra_table_name, key_prefix, keyspace_name, vhost_name
+from pytest_celery_astra.owner import Owner
 
 
 def test_names_per_worker_are_distinct_and_valid_cql():
@@ -19,11 +23,55 @@ def test_astra_table_names_fit_cassandra_and_carry_run_and_worker():
     assert "0123456789" in name and name.endswith("gw12")
 
 
-def test_redis_database_per_worker_and_limit():
-    assert redis_db_number("master") == 0
-    assert redis_db_number("gw0") == 1
-    with pytest.raises(pytest.UsageError, match="16"):
-        redis_db_number("gw15")
+def test_names_on_shared_services_carry_the_run_and_stay_apart_when_long():
+    assert keyspace_name("celery_astra", "gw0", "3f9c0a1b2e") == "celery_astra_3f9c0a1b2e_gw0"
+    prefix = "p" * 40
+    long_names = {keyspace_name(prefix, f"gw{n}", run) for n in range(20) for run in ("run1", "run2")}
+    assert len(long_names) == 40 and all(len(name) <= MAX_CQL_NAME for name in long_names)
+    tables = {astra_table_name("t" * 40, "0123456789", f"gw{n}") for n in range(16)}
+    assert len(tables) == 16
+    assert key_prefix("r1", "gw0") != key_prefix("r2", "gw0") != key_prefix("r1", "gw1")
+    assert vhost_name("gw0", "r1") != vhost_name("gw0", "r2")
+
+
+def test_redis_isolation_by_key_prefix_has_no_worker_cap():
+    from pytest_celery_astra.broker import BrokerChoice
+    from pytest_celery_astra.services import RunningService
+    from pytest_celery_astra.settings import resolve_settings
+
+    settings = resolve_settings({}, {}, {})
+    service = RunningService("redis", "img", "cid", "127.0.0.1", 6379, 0.1)
+    urls = {worker_broker_url(BrokerChoice("container", "redis", ""), settings, service, f"gw{n}", "run1")[1][
+        "global_keyprefix"] for n in range(64)}
+    assert len(urls) == 64
+
+
+def test_broker_url_checks_mask_the_password():
+    with pytest.raises(ValueError, match=r"ampq://guest:\*\*\*@h//") as raised:
+        check_broker_url("ampq://guest:hunter2@h//")
+    assert "hunter2" not in str(raised.value)
+    check_broker_url("amqp://guest:pw@host:5672/tests_{worker}")
+    with pytest.raises(ValueError, match="put {worker} in its virtual host"):
+        check_url_isolates_workers("amqp://guest:pw@host//", "gw0")
+    check_url_isolates_workers("redis://localhost/0", "gw0")
+    assert url_for_message("amqp//guest:pw@h") == "***"
+    assert repr(MaskedUrl("amqp://guest:pw@h//")) == "'amqp://guest:***@h//'"
+    assert str(MaskedUrl("amqp://guest:pw@h//")) == "amqp://guest:pw@h//"
+
+
+def test_marks_name_their_process_and_are_added_to_user_tables():
+    mark = parse_mark(table_mark("run1", "gw0"))
+    assert mark["run"] == "run1" and int(mark["pid"]) > 0
+    assert with_mark("CREATE TABLE t (k int PRIMARY KEY)", "M").endswith("WITH comment = 'M'")
+    assert with_mark("CREATE TABLE t (k int PRIMARY KEY) WITH comment = 'mine'", "M").endswith("'mine'")
+
+
+def test_owner_is_gone_only_when_provably_gone():
+    me = Owner.this_process()
+    assert not me.is_provably_gone()
+    assert not Owner("another-host", 999999999, "").is_provably_gone()
+    assert Owner(me.host, 999999999, "").is_provably_gone()
+    assert Owner(me.host, me.pid, "1").is_provably_gone() == bool(me.started)  # same id, another start
 
 
 def test_secret_repr_is_masked_but_value_is_real():

@@ -1,0 +1,133 @@
+"""Runs that share services: two concurrent `-n 2` runs on one Cassandra and one Redis started outside the
+plugin (as a team's shared test cluster), three times in a row; the same with container reuse; -n 8 on
+every broker kind. Each run keeps to its own keyspaces and queues; a foreign keyspace with data survives."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.plugin.test_plugin import containers_of_run, run_id_of  # noqa: F401 - run_id_of used below
+
+pytestmark = pytest.mark.usefixtures("container_engine")
+
+APP = '''
+import os
+
+from celery import Celery
+
+app = Celery("myapp")
+
+
+@app.task(name="myapp.where")
+def where(tag):
+    return [tag, os.environ.get("PYTEST_XDIST_WORKER", "master")]
+'''
+TESTS = '''
+import os
+
+import pytest
+from myapp import where
+
+RUN = os.environ["RUN_TAG"]
+
+
+@pytest.mark.parametrize("n", range(12))
+def test_own_tasks_and_rows(n, celery_astra_worker, celery_astra_app, celery_astra_cassandra):
+    me = os.environ.get("PYTEST_XDIST_WORKER", "master")
+    for i in range(5):
+        assert where.delay(f"{RUN}-{n}-{i}").get(timeout=30) == [f"{RUN}-{n}-{i}", me]
+    rows = celery_astra_cassandra.execute(f"SELECT COUNT(*) FROM {celery_astra_app.conf.cassandra_table}").one()[0]
+    assert rows == 5   # emptied after the previous test, and nobody else's rows
+'''
+
+
+def start(project, tag, *args):
+    env = {**os.environ, "RUN_TAG": tag}
+    return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args], cwd=project,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(process, timeout=300):
+    output, _ = process.communicate(timeout=timeout)
+    return process.returncode, output
+
+
+@pytest.fixture
+def project(pytester):
+    pytester.makepyfile(myapp=APP, test_shared=TESTS)
+    (pytester.path / "pytest.ini").write_text("[pytest]\ncelery_astra_app = myapp:app\npythonpath = .\n")
+    return pytester.path
+
+
+@pytest.fixture(scope="module")
+def shared_cluster():
+    """A Cassandra node (with login) and a Redis, started outside the plugin, with foreign data in Cassandra."""
+    from testcontainers.core.container import DockerContainer
+
+    from tests.astra_standin import cassandra_container, connect_superuser
+    from tests.conftest import image
+
+    redis = DockerContainer(image("redis")).with_exposed_ports(6379)
+    redis.start()
+    try:
+        with cassandra_container() as node:
+            cluster, session = connect_superuser(node.host, node.port)
+            session.execute("CREATE KEYSPACE team_data WITH replication = "
+                            "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+            session.execute("CREATE TABLE team_data.orders (id int PRIMARY KEY)")
+            session.execute("INSERT INTO team_data.orders (id) VALUES (7)")
+            redis_url = f"redis://{redis.get_container_host_ip()}:{redis.get_exposed_port(6379)}/0"
+            try:
+                yield node, session, redis_url
+            finally:
+                cluster.shutdown()
+    finally:
+        redis.stop()
+
+
+def test_two_concurrent_runs_on_one_cassandra_and_one_broker(project, shared_cluster, monkeypatch):
+    node, session, redis_url = shared_cluster
+    monkeypatch.setenv("CELERY_ASTRA_CASSANDRA_PASSWORD", "cassandra")
+    args = ["-n", "2", "--celery-astra-broker-url", redis_url, f"--celery-astra-cassandra-hosts={node.host}",
+            f"--celery-astra-cassandra-port={node.port}", "--celery-astra-cassandra-username=cassandra"]
+    for attempt in range(3):
+        first, second = start(project, f"a{attempt}", *args), start(project, f"b{attempt}", *args)
+        (code_a, out_a), (code_b, out_b) = finish(first), finish(second)
+        assert code_a == 0, out_a
+        assert code_b == 0, out_b
+        assert "12 passed" in out_a and "12 passed" in out_b
+    keyspaces = {row.keyspace_name for row in session.execute("SELECT keyspace_name FROM system_schema.keyspaces")}
+    assert not [name for name in keyspaces if name.startswith("celery_astra")]   # each run dropped its own
+    assert session.execute("SELECT id FROM team_data.orders").one().id == 7
+
+
+def test_two_concurrent_runs_with_container_reuse(project):
+    import docker
+
+    client = docker.from_env()
+    label = "io.github.pytest-celery-astra.reuse=1"
+    kept_before = {c.id for c in client.containers.list(all=True, filters={"label": label})}
+    try:
+        for attempt in range(2):   # the first pair may start the kept containers, the second reuses them
+            first = start(project, f"a{attempt}", "-n", "2", "--celery-astra-reuse-containers", "true")
+            time.sleep(0.5)
+            second = start(project, f"b{attempt}", "-n", "2", "--celery-astra-reuse-containers", "true")
+            (code_a, out_a), (code_b, out_b) = finish(first), finish(second)
+            assert code_a == 0, out_a
+            assert code_b == 0, out_b
+    finally:
+        for container in client.containers.list(all=True, filters={"label": label}):
+            if container.id not in kept_before:
+                container.remove(force=True, v=True)
+        client.close()
+
+
+@pytest.mark.parametrize("broker", [["--celery-astra-broker-kind", "rabbitmq"], ["--celery-astra-broker-kind", "redis"],
+                                    ["--celery-astra-broker", "memory"]], ids=["rabbitmq", "redis", "memory"])
+def test_eight_xdist_workers(project, broker):
+    code, output = finish(start(project, "n8", "-n", "8", *broker), timeout=600)
+    assert code == 0, output
+    assert "12 passed" in output
