@@ -29,7 +29,7 @@ LOWEST = {
     "pytest": "7.4.0",
     "celery": "5.3.0",
     "kombu": "5.3.0",
-    "testcontainers": "4.0.0",
+    "testcontainers": "4.11.0",
     "pytest-xdist": "3.3.0",
     "redis": "4.5.0",
     "cryptography": "41.0.0",

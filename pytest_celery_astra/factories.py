@@ -76,11 +76,11 @@ def database(keyspace_prefix: str | None = None) -> Callable:
         except CeleryAstraError as error:
             _fail_setup(request, error)
         try:
+            db.prepare()  # checks the Astra keyspace first
             reaped = _reap_leftovers(context, db)
             if reaped:
                 warnings.warn(pytest.PytestWarning(
                     "pytest-celery-astra: removed what killed earlier runs left: " + "; ".join(reaped)))
-            db.prepare()
         except CeleryAstraError as error:
             db.shutdown()
             _fail_setup(request, error)

@@ -104,7 +104,9 @@ def start_container(spec: ContainerSpec, timeout: float, run_id: str, keep: bool
     if keep:
         labels[LABEL_REUSE] = "1"
     container = DockerContainer(spec.image, labels=labels)
-    container.with_exposed_ports(spec.port).with_envs(**dict(spec.env))
+    container.with_exposed_ports(spec.port)
+    for name, value in spec.env:
+        container.with_env(name, value)
     if spec.command:
         container.with_command(list(spec.command))
     started = time.monotonic()

@@ -183,9 +183,10 @@ def _container_tail(container: DockerContainer, lines: int = 40) -> str:
 
 
 def _check_running(container: DockerContainer) -> None:
-    container.reload()  # status is a cached field of the last inspect
-    if container.status not in ("created", "running"):
-        raise RuntimeError(f"Cassandra container exited ({container.status}):\n{_container_tail(container)}")
+    wrapped = container.get_wrapped_container()  # the docker SDK's object: testcontainers < 4.13 has no reload()
+    wrapped.reload()  # status is a cached field of the last inspect
+    if wrapped.status not in ("created", "running"):
+        raise RuntimeError(f"Cassandra container exited ({wrapped.status}):\n{_container_tail(container)}")
 
 
 def _wait_until_ready(container: DockerContainer, host: str, port: int, timeout: float) -> None:
@@ -228,6 +229,6 @@ def cassandra_container(image: Optional[str] = None, *, startup_timeout: float =
         started = time.monotonic()
         _wait_until_ready(container, host, port, startup_timeout)
         log.info("Cassandra (%s) ready at %s:%s in %.1f s", image, host, port, time.monotonic() - started)
-        yield CassandraNode(host=host, port=port, image=image, container_id=container.get_container_id())
+        yield CassandraNode(host=host, port=port, image=image, container_id=container.get_wrapped_container().id)
     finally:
         container.stop()

@@ -18,7 +18,9 @@ pytestmark = pytest.mark.usefixtures("container_engine")
 
 def started(spec):
     """Start ``spec`` with plain testcontainers and wait for its service; yield host, port."""
-    container = DockerContainer(spec.image).with_exposed_ports(spec.port).with_envs(**dict(spec.env))
+    container = DockerContainer(spec.image).with_exposed_ports(spec.port)
+    for name, value in spec.env:
+        container.with_env(name, value)
     container.start()
     try:
         host, port = container.get_container_host_ip(), int(container.get_exposed_port(spec.port))
