@@ -1,13 +1,23 @@
 """pytest-celery-astra: test Celery apps whose results live in Cassandra or Astra DB."""
 
-from .database import CassandraTarget, TestDatabase
 from .errors import (
-    CeleryAstraError, DatabaseSetupError, EmbeddedWorkerError, ServiceStartError, TableNotOwnedError,
+    CeleryAstraError, ConfigurationError, DatabaseSetupError, EmbeddedWorkerError, ServiceStartError,
+    TableNotOwnedError,
 )
-from .janitor import Janitor
 
 __all__ = [
-    "CassandraTarget", "CeleryAstraError", "DatabaseSetupError", "EmbeddedWorkerError", "Janitor",
-    "ServiceStartError", "TableNotOwnedError", "TestDatabase",
+    "CassandraTarget", "CeleryAstraError", "ConfigurationError", "DatabaseSetupError", "EmbeddedWorkerError",
+    "Janitor", "ServiceStartError", "TableNotOwnedError", "TestDatabase",
 ]
 __version__ = "0.1.0"
+
+_LAZY = {"CassandraTarget": "database", "TestDatabase": "database", "Janitor": "janitor"}
+
+
+def __getattr__(name: str):
+    # Imported on first use: a suite that never uses the plugin does not pay for them.
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(name)
