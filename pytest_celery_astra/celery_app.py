@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from celery import Celery
 
+from .masking import MaskedUrl
+
 # The backend is named, not imported: importing it loads cassandra-driver (slow).
 BACKEND_PATH = "pytest_celery_astra.backend:TestCassandraBackend"
 
@@ -65,7 +67,7 @@ def configure_app(app: Celery, broker_url: str, broker_transport_options: dict, 
                   poll_interval: float) -> Celery:
     """Point ``app`` at the test services; every other setting of the user's is kept."""
     app.conf.update(
-        broker_url=broker_url,
+        broker_url=MaskedUrl(broker_url),  # a str to kombu; its repr (logs, tracebacks) hides the password
         broker_transport_options={**(app.conf.broker_transport_options or {}), **broker_transport_options},
         result_backend=BACKEND_PATH,
         cassandra_keyspace=keyspace,

@@ -48,13 +48,25 @@ def mask_text(text: str, secrets: Iterable[str | None]) -> str:
 
 
 class MaskedUrl(str):
-    """A URL whose repr hides its password.
+    """A URL whose ``str()`` and repr hide its password.
 
-    ``str(url)`` is the real URL (kombu needs it); the repr, which pytest shows
-    for a failing test's arguments, in ``--showlocals`` and in junit XML, does not.
+    The characters are the real URL: kombu's ``Connection(url)`` and ``urllib.parse`` read them as they
+    are. Whatever turns it into text for people — a repr in a traceback or ``--showlocals``, ``str()``,
+    ``%s`` and f-strings in logs and ``pytest --debug`` — shows ``***``. :meth:`unmasked` gives the
+    plain string.
     """
 
     __slots__ = ()
+
+    def __new__(cls, value: str = "") -> "MaskedUrl":
+        # str(value) of another MaskedUrl would be the masked text: take its characters instead.
+        return super().__new__(cls, value.unmasked() if isinstance(value, MaskedUrl) else value)
+
+    def unmasked(self) -> str:
+        return str.__str__(self)
+
+    def __str__(self) -> str:
+        return mask_url(str.__str__(self))
 
     def __repr__(self) -> str:
         return repr(mask_url(str.__str__(self)))

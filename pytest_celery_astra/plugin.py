@@ -114,6 +114,17 @@ def _xdist_workers(config: pytest.Config) -> list[str]:
     return [f"gw{index}" for index in range(count)]
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object, right: object):
+    """A failing comparison with the broker URL shows reprs, which mask the password: pytest's own
+    text diff would print the characters (also into ``pytest --debug``'s log, hence a wrapper)."""
+    outcome = yield
+    from .masking import MaskedUrl
+
+    if isinstance(left, MaskedUrl) or isinstance(right, MaskedUrl):
+        outcome.force_result([[f"{left!r} {op} {right!r}", "(pytest-celery-astra: the broker URL's password is masked)"]])
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.stash[RUN_CONTEXT_KEY].settings.astra:
         return

@@ -56,7 +56,11 @@ def test_broker_url_checks_mask_the_password():
     check_url_isolates_workers("redis://localhost/0", "gw0")
     assert url_for_message("amqp//guest:pw@h") == "***"
     assert repr(MaskedUrl("amqp://guest:pw@h//")) == "'amqp://guest:***@h//'"
-    assert str(MaskedUrl("amqp://guest:pw@h//")) == "amqp://guest:pw@h//"
+    assert str(MaskedUrl("amqp://guest:pw@h//")) == "amqp://guest:***@h//"
+    assert MaskedUrl("amqp://guest:pw@h//").unmasked() == "amqp://guest:pw@h//"
+    from kombu import Connection
+
+    assert Connection(MaskedUrl("amqp://guest:pw@h:1/v")).password == "pw"  # kombu reads the characters
 
 
 def test_marks_name_their_process_and_are_added_to_user_tables():
