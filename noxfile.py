@@ -20,6 +20,7 @@ import subprocess
 from pathlib import Path
 
 import nox
+import nox.command
 
 PYTHONS = ["3.9", "3.10", "3.11", "3.12", "3.13"]
 
@@ -92,12 +93,20 @@ def _install_and_test(session: nox.Session, pins: dict) -> None:
     )
     # NOX_PROJECT_TESTS narrows the project's own tests (paths or -k), e.g. for a quick pass over the matrix.
     project_tests = os.environ.get("NOX_PROJECT_TESTS", "tests").split()
-    session.run("python", "-m", "pytest", "-p", "no:cacheprovider", *_report(session, "project"), *project_tests,
-                *session.posargs)
-    with session.chdir("examples/sortwords"):
-        session.run("python", "-m", "pytest", "-p", "no:cacheprovider", *_report(session, "example"), *session.posargs)
-        session.run("python", "-m", "pytest", "-p", "no:cacheprovider", *_report(session, "example-xdist"), "-n", "2",
-                    *session.posargs)
+    runs = [
+        (".", "project", [*project_tests, *session.posargs]),
+        ("examples/sortwords", "example", list(session.posargs)),
+        ("examples/sortwords", "example-xdist", ["-n", "2", *session.posargs]),
+    ]
+    failed = []
+    for directory, part, args in runs:  # every part runs, so one failure does not hide the others
+        with session.chdir(directory):
+            try:
+                session.run("python", "-m", "pytest", "-p", "no:cacheprovider", *_report(session, part), *args)
+            except nox.command.CommandFailed:
+                failed.append(part)
+    if failed:
+        session.error(f"failed: {', '.join(failed)}")
 
 
 def _report(session: nox.Session, part: str) -> list:

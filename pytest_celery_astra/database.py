@@ -236,11 +236,8 @@ class TestDatabase:
         except Exception as error:
             if not self.target.is_astra:
                 raise
-            # The driver's own errors say "metadata service" or "zip file": name the setting instead.
-            raise DatabaseSetupError(
-                f"pytest-celery-astra: Astra DB's metadata service did not accept the secure connect bundle "
-                f"({_short(error)}); download the bundle of this database again from the Astra console and fix "
-                f"--astra-bundle (ASTRA_DB_SECURE_BUNDLE_PATH).") from None
+            # The driver says "unable to connect to the metadata service" whatever happened: say what did.
+            raise DatabaseSetupError(_astra_front_door_message(error)) from None
 
     def _login_refused_message(self) -> str:
         if self.target.is_astra:
@@ -353,7 +350,35 @@ class TestDatabase:
             self.cluster = self.session = None
 
 
-def _short(error: Exception) -> str:
+def _astra_front_door_message(error: BaseException) -> str:
+    """One sentence for a failure to fetch Astra's metadata, by its cause (the driver keeps it as context)."""
+    import ssl
+    import urllib.error
+
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, (urllib.error.URLError, ssl.SSLError, OSError)):
+        cause = cause.__context__
+    reason = getattr(cause, "reason", cause) if isinstance(cause, urllib.error.URLError) else cause
+    if isinstance(cause, urllib.error.HTTPError):
+        return (f"pytest-celery-astra: Astra DB's metadata service answered HTTP {cause.code}, as it does for a "
+                f"hibernated, parked or terminated database; resume the database in the Astra console, or fix "
+                f"--astra-bundle (ASTRA_DB_SECURE_BUNDLE_PATH) if it belongs to another database.")
+    if isinstance(reason, (ssl.SSLError, ConnectionResetError, BrokenPipeError)):
+        # A TLS handshake refused for the client certificate: an SSL error, or (Python 3.12+) a reset.
+        return (f"pytest-celery-astra: Astra DB's metadata service did not accept the secure connect bundle "
+                f"(TLS handshake: {_short(reason)}); download the bundle of this database again from the Astra console and "
+                f"fix --astra-bundle (ASTRA_DB_SECURE_BUNDLE_PATH).")
+    if isinstance(reason, (OSError, str)):
+        text = getattr(reason, "strerror", None) or str(reason)
+        return (f"pytest-celery-astra: Astra DB's metadata service named in the secure connect bundle could not "
+                f"be reached ({text}); check this machine's network or proxy and that the database exists, then "
+                f"--astra-bundle (ASTRA_DB_SECURE_BUNDLE_PATH).")
+    return (f"pytest-celery-astra: Astra DB's metadata service did not accept the secure connect bundle "
+            f"({_short(error)}); download the bundle of this database again from the Astra console and fix "
+            f"--astra-bundle (ASTRA_DB_SECURE_BUNDLE_PATH).")
+
+
+def _short(error: BaseException) -> str:
     return str(error).splitlines()[0][:200]
 
 

@@ -69,7 +69,7 @@ def database(keyspace_prefix: str | None = None) -> Callable:
             context.preflight()
             context.start_services()
             db = TestDatabase(
-                context.cassandra_target(), context.keyspace(keyspace_prefix), context.result_table(),
+                context.cassandra_target(), context.keyspace(keyspace_prefix), context.result_table(keyspace_prefix),
                 context.run_id, context.worker, context.settings.read_consistency,
                 context.settings.write_consistency)
             db.connect(context.settings.startup_timeout, retry=context.cassandra_mode == "container")

@@ -17,6 +17,13 @@ from __future__ import annotations
 from .database import OWNER_TABLE, TestDatabase, parse_mark
 from .errors import TableNotOwnedError
 
+
+def protect_name(name: str) -> str:
+    """cassandra-driver's quoting of a CQL name (imported on use: the driver is slow to import)."""
+    from cassandra.metadata import protect_name as quote
+
+    return quote(name)
+
 SYSTEM_KEYSPACES = frozenset({
     "system", "system_auth", "system_schema", "system_distributed", "system_traces",
     "system_views", "system_virtual_schema", "data_endpoint_auth", "datastax_sla",
@@ -79,11 +86,12 @@ class Janitor:
 
     def _empty_table(self, name: str) -> bool:
         session = self.database.session
-        qualified = f"{self.database.keyspace}.{name}"
+        # Quoted: a table a user created as "MyTable" keeps its case (unquoted CQL folds it).
+        qualified = f"{protect_name(self.database.keyspace)}.{protect_name(name)}"
         if session.execute(f"SELECT * FROM {qualified} LIMIT 1").one() is None:
             return False
         key_columns = self._partition_key(name)
-        rows = session.execute(f"SELECT DISTINCT {', '.join(key_columns)} FROM {qualified} "
+        rows = session.execute(f"SELECT DISTINCT {', '.join(map(protect_name, key_columns))} FROM {qualified} "
                                f"LIMIT {DELETE_AT_MOST + 1}")
         keys = [tuple(row) for row in rows]
         spent = self.database.tombstones.get(name, 0)
@@ -103,7 +111,7 @@ class Janitor:
         # Prepared once per table and session, not once per test: a prepare is a server round trip.
         statements = self.database.prepared_deletes
         if qualified not in statements:
-            where = " AND ".join(f"{column} = ?" for column in key_columns)
+            where = " AND ".join(f"{protect_name(column)} = ?" for column in key_columns)
             statements[qualified] = self.database.session.prepare(f"DELETE FROM {qualified} WHERE {where}")
         return statements[qualified]
 

@@ -111,9 +111,11 @@ class RunContext:
         run_id = self.run_id if self.shares_cassandra else None
         return keyspace_name(prefix or self.settings.keyspace, worker, run_id)
 
-    def result_table(self) -> str:
+    def result_table(self, prefix: str | None = None) -> str:
+        """Celery's result table; in Astra's shared keyspace one per run, worker and database fixture."""
         if self.settings.astra:
-            return astra_table_name(self.settings.table, self.run_id, self.worker)
+            table = f"{prefix}_{self.settings.table}" if prefix else self.settings.table
+            return astra_table_name(table, self.run_id, self.worker)
         return self.settings.table
 
     def container_specs(self) -> list[ContainerSpec]:

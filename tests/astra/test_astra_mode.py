@@ -44,6 +44,26 @@ def run_example(astra, *args, bundle=None, token=None, keyspace=KEYSPACE, timeou
     return completed, completed.stdout + completed.stderr
 
 
+def bundle_with_closed_metadata_port(bundle_path, dest) -> str:
+    """A copy of the bundle whose config.json names a port where nothing listens."""
+    import json
+    import socket
+    import zipfile
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    with zipfile.ZipFile(bundle_path) as source, zipfile.ZipFile(dest, "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == "config.json":
+                config = json.loads(data)
+                config["port"] = closed_port
+                data = json.dumps(config).encode()
+            target.writestr(info, data)
+    return str(dest)
+
+
 def tables(astra) -> set:
     rows = astra.superuser_session.execute(
         "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (KEYSPACE,))
@@ -108,7 +128,8 @@ def test_drop_stale_drops_only_marked_tables_of_old_runs(astra, foreign_tables):
     ("corrupt zip", "is not a zip file"),
     ("wrong token", "Astra DB refused the login; check --astra-token (ASTRA_DB_APPLICATION_TOKEN)"),
     ("missing keyspace", "keyspace 'no_such_ks' does not exist in this Astra DB database"),
-    ("foreign client certificate", "metadata service did not accept the secure connect bundle"),
+    ("foreign client certificate", "metadata service did not accept the secure connect bundle (TLS handshake:"),
+    ("unreachable metadata service", "metadata service named in the secure connect bundle could not be reached"),
 ])
 def test_bad_input_is_one_clear_sentence_and_the_token_stays_secret(astra, tmp_path, case, needle):
     bundle, token, keyspace = astra.bundle_path, astra.token, KEYSPACE
@@ -120,6 +141,8 @@ def test_bad_input_is_one_clear_sentence_and_the_token_stays_secret(astra, tmp_p
         token = "AstraCS:wrongwrongwrong:0123456789abcdef"
     elif case == "missing keyspace":
         keyspace = "no_such_ks"
+    elif case == "unreachable metadata service":
+        bundle = bundle_with_closed_metadata_port(astra.bundle_path, tmp_path / "unreachable.zip")
     else:
         bundle = astra.make_bundle_with_foreign_client_cert(tmp_path / "foreign.zip")
     completed, output = run_example(astra, "--showlocals", "-x", "--celery-astra-broker", "memory",

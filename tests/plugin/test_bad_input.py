@@ -127,6 +127,7 @@ def test_bad_input_is_one_sentence(pytester, monkeypatch, case_id, args, env, ex
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=120)
     seconds = time.monotonic() - started
     output = result.stdout.str() + result.stderr.str()
+    print(f"BAD-INPUT {case_id} exit {int(result.ret)} in {seconds:.1f} s")
     assert result.ret == exit_code, output
     assert output.count(sentence) == 1, output
     assert "Traceback" not in output

@@ -127,6 +127,7 @@ def test_interrupted_run_leaves_nothing(project, when, sequence, xdist):
             run.signal(later)
     last_signal = time.monotonic()
     seconds = run.seconds_to_exit(since=last_signal)
+    print(f"EXIT-TIME {when} {sequence} -n{xdist[1] if xdist else 0}: {seconds:.2f} s")
     assert seconds < 5, f"took {seconds:.1f} s to exit\n{run.output()}"
     assert containers_of_run(run_id) == [], run.output()
     assert not state_dir(run_id).exists(), run.output()
