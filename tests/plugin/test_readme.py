@@ -108,25 +108,19 @@ def test_second_app_keyspace_and_worker_as_written(pytester, xdist):
     assert_nothing_left(result)
 
 
-def test_settings_in_ini_form(pytester):
-    project_with(pytester, "settings-ini")
-    (pytester.path / "tests").mkdir()
-    (pytester.path / "tests" / "test_tasks.py").write_text(snippets("quickstart")["tests/test_tasks.py"])
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=300)
-    result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines([
+@pytest.mark.parametrize("group, header", [
+    ("settings-ini", [
         "celery-astra broker: container redis*",
         "celery-astra cassandra: *keyspace sortwords_tests_master (ini celery_astra_keyspace)*",
         "celery-astra worker: pool threads (ini *), concurrency 4 (ini *), queues * + celery,reports*",
-    ])
-    assert_nothing_left(result)
-
-
-def test_settings_in_pyproject_form(pytester):
-    project_with(pytester, "settings-toml")
+    ]),
+    ("settings-toml", ["celery-astra worker: pool threads (ini *), concurrency 2 (ini *)*"]),
+], ids=["pytest.ini", "pyproject.toml"])
+def test_settings_as_written(pytester, group, header):
+    project_with(pytester, group)
     (pytester.path / "tests").mkdir()
     (pytester.path / "tests" / "test_tasks.py").write_text(snippets("quickstart")["tests/test_tasks.py"])
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=300)
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["celery-astra worker: pool threads (ini *), concurrency 2 (ini *)*"])
+    result.stdout.fnmatch_lines(header)
     assert_nothing_left(result)
