@@ -104,10 +104,7 @@ class RunState:
         if marker.exists():
             return
         marker.write_text("")
-        removed = reap_dead_runs(keep=self.directory)
-        if removed:
-            warnings.warn(pytest.PytestWarning(
-                "pytest-celery-astra: removed what killed earlier runs left: " + "; ".join(removed)))
+        warn_reaped(reap_dead_runs(keep=self.directory))
 
     def stop_all(self) -> list[str]:
         """Remove every container this run started (kept ones excepted); return problems as text."""
@@ -127,6 +124,13 @@ class RunState:
                 problems.append(f"could not remove the {data.get('name')} container {container_id[:12]}: {error}")
         shutil.rmtree(self.directory, ignore_errors=True)
         return problems
+
+
+def warn_reaped(removed: list[str]) -> None:
+    """Say what was removed of killed runs (a warning: the header is printed before anything starts)."""
+    if removed:
+        warnings.warn(pytest.PytestWarning(
+            "pytest-celery-astra: removed what killed earlier runs left: " + "; ".join(removed)))
 
 
 def reap_dead_runs(keep: Path | None = None) -> list[str]:

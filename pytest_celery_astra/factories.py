@@ -17,6 +17,7 @@ import pytest
 
 from .broker import check_broker_answers, worker_broker_url
 from .celery_app import close_backend, configure_app, load_app
+from .coordination import warn_reaped
 from .database import TestDatabase
 from .errors import CeleryAstraError, ConfigurationError
 from .naming import node_name
@@ -77,10 +78,7 @@ def database(keyspace_prefix: str | None = None) -> Callable:
             _fail_setup(request, error)
         try:
             db.prepare()  # checks the Astra keyspace first
-            reaped = _reap_leftovers(context, db)
-            if reaped:
-                warnings.warn(pytest.PytestWarning(
-                    "pytest-celery-astra: removed what killed earlier runs left: " + "; ".join(reaped)))
+            warn_reaped(_reap_leftovers(context, db))
         except CeleryAstraError as error:
             db.shutdown()
             _fail_setup(request, error)

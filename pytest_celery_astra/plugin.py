@@ -9,7 +9,7 @@ import warnings
 import pytest
 
 from . import factories, interrupts
-from .broker import check_broker_url
+from .broker import check_broker_url, choose_broker
 from .coordination import RunState
 from .header import describe_run
 from .naming import is_xdist_worker, worker_id
@@ -37,14 +37,13 @@ def pytest_configure(config: pytest.Config) -> None:
         check_astra_settings(settings)
     if settings.app is not None and _given_by_project(settings, "app"):
         _check_app_module(settings.app)
-    if settings.broker_url is not None and _given_by_project(settings, "broker_url"):
-        try:
+    try:
+        if settings.broker_url is not None and _given_by_project(settings, "broker_url"):
             check_broker_url(settings.broker_url)
-        except ValueError as error:
-            raise pytest.UsageError(f"pytest-celery-astra: {error}.") from None
-    if settings.broker == "url" and settings.broker_url is None and _given_by_project(settings, "broker"):
-        raise pytest.UsageError("pytest-celery-astra: broker mode url needs --celery-astra-broker-url "
-                                "(env CELERY_ASTRA_BROKER_URL).")
+        if settings.broker != "auto" and _given_by_project(settings, "broker"):
+            choose_broker(settings, None)  # without "auto" it probes nothing; refuses url mode without a URL
+    except ValueError as error:
+        raise pytest.UsageError(f"pytest-celery-astra: {error}.") from None
     if is_xdist_worker(config):
         state, owns_state = RunState.from_workerinput(config.workerinput), False
     else:

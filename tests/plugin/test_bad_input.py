@@ -4,6 +4,7 @@ and a distinctive secret never shown. Each row runs pytest in a subprocess again
 import os
 import time
 
+import docker  # imported before pytester snapshots sys.modules: a re-import inside a test breaks requests' cookies
 import pytest
 
 pytestmark = pytest.mark.usefixtures("container_engine")
@@ -100,8 +101,6 @@ ENGINE = os.environ.get("DOCKER_HOST")  # before a case points DOCKER_HOST elsew
 
 
 def plugin_containers() -> set:
-    import docker
-
     client = docker.DockerClient(base_url=ENGINE) if ENGINE else docker.from_env()
     try:
         return {c.id for c in client.containers.list(all=True, filters={"label": "io.github.pytest-celery-astra"})}
