@@ -1,6 +1,7 @@
 """Shared helpers for the project's own tests."""
 
 import os
+import re
 import shutil
 
 import pytest
@@ -26,6 +27,24 @@ def image(service: str) -> str:
 
     setting = SETTINGS_BY_NAME[f"{service}_image"]
     return os.environ.get(setting.env_var, setting.default)
+
+
+def without_short_summary(output: str) -> str:
+    """``output`` without pytest's "short test summary info" section.
+
+    That section repeats each error's message, in full when pytest runs on CI (env ``CI`` or
+    ``BUILD_NUMBER`` set) and cut to the terminal width elsewhere; counting a sentence "once" means once
+    in the report proper, whatever the machine.
+    """
+    kept, skipping = [], False
+    for line in output.splitlines():
+        if re.match(r"^=+ short test summary info =+$", line):
+            skipping = True
+        elif skipping and re.match(r"^(=|!)+ .* (=|!)+$", line):
+            skipping = False
+        if not skipping:
+            kept.append(line)
+    return "\n".join(kept)
 
 
 def podman_or_docker() -> str:

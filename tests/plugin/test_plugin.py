@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import docker  # at import, before pytester snapshots sys.modules (see test_bad_input)
 import pytest
 
 pytestmark = pytest.mark.usefixtures("container_engine")
@@ -60,8 +61,6 @@ def run_id_of(result) -> str:
 
 
 def containers_of_run(run_id: str) -> list:
-    import docker
-
     client = docker.from_env()
     try:
         return client.containers.list(all=True, filters={"label": f"io.github.pytest-celery-astra.run-id={run_id}"})
