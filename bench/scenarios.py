@@ -113,6 +113,39 @@ def test_zz_bare_round_trip(celery_astra_broker_url, celery_astra_cassandra):
 '''
 
 
+# Canvas: a chord of 5 with a summing callback, and a group of 50, each timed from the call to .get()'s return.
+CANVAS = '''\
+import json, os, time
+
+from celery import chord, group
+from tasks import app
+
+
+@app.task(name="bench.add")
+def add(a, b):
+    return a + b
+
+
+@app.task(name="bench.total")
+def total(numbers):
+    return sum(numbers)
+
+
+def test_canvas(celery_astra_worker):
+    assert add.delay(1, 1).get(timeout=30) == 2          # worker warm
+    chords, groups = [], []
+    for _ in range(5):
+        started = time.perf_counter()
+        assert chord(add.s(i, i) for i in range(5))(total.s()).get(timeout=30) == 20
+        chords.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        assert group(add.s(i, i) for i in range(50))().get(timeout=30) == [2 * i for i in range(50)]
+        groups.append(time.perf_counter() - started)
+    with open(os.environ["BENCH_CANVAS"], "w") as handle:
+        json.dump({{"chord_s": chords, "group50_s": groups}}, handle)
+'''
+
+
 class Workspace:
     """A temporary directory holding the example app and the generated test files."""
 
@@ -123,6 +156,7 @@ class Workspace:
         files = {
             "pytest.ini": PYTEST_INI, "conftest.py": TIMING_CONFTEST, "test_one.py": ONE_TEST,
             "test_suite.py": SUITE.format(count=tests), "test_zz_bare.py": BARE.format(count=tests),
+            "test_canvas.py": CANVAS.format(),
         }
         for name, text in files.items():
             (self.path / name).write_text(text)
@@ -181,8 +215,9 @@ def run_pytest(ws: Workspace, files: list[str], env_extra: dict | None = None, a
                sample_cassandra: bool = False) -> dict:
     """One pytest run in the workspace; adds per-test timings and the plugin's run id."""
     timings, bare, log = ws.new_file("timings"), ws.new_file("bare"), ws.new_file("log")
+    canvas = ws.new_file("canvas")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "BENCH_TIMINGS": str(timings), "BENCH_BARE": str(bare),
-           **(env_extra or {})}
+           "BENCH_CANVAS": str(canvas), **(env_extra or {})}
     command = [sys.executable, "-m", "pytest", *args, *files]
     sampler = (lambda proc: CassandraSampler(log, proc).start()) if sample_cassandra else None
     result = _run(command, ws.path, env, log, on_start=sampler)
@@ -191,6 +226,7 @@ def run_pytest(ws: Workspace, files: list[str], env_extra: dict | None = None, a
     ws.run_ids.update(result["run_ids"])
     result["reports"] = json.loads(timings.read_text()) if timings.exists() else []
     result["bare_s"] = json.loads(bare.read_text()) if bare.exists() else None
+    result["canvas"] = json.loads(canvas.read_text()) if canvas.exists() else None
     calls = [r for r in result["reports"] if r["when"] == "call"]
     passed = [r for r in calls if r["outcome"] == "passed"]
     result["first_pass_s"] = min(r["stop"] for r in passed) - result["started_at"] if passed else None

@@ -8,12 +8,11 @@ import zipfile
 
 import pytest
 
-from .database import mark_owner, parse_mark
+from .database import STALE_AFTER, is_stale, mark_owner, parse_mark  # noqa: F401 - STALE_AFTER re-exported
 from .settings import Settings
 
 BUNDLE_FILES = ("config.json", "ca.crt", "cert", "key")
 REFUSED_WRITE_CONSISTENCY = ("ONE", "ANY", "LOCAL_ONE")
-STALE_AFTER = datetime.timedelta(hours=2)
 
 
 def check_astra_settings(settings: Settings) -> None:
@@ -70,12 +69,36 @@ def stale_tables(cluster, keyspace: str, run_id: str, include_old: bool,
         owner = mark_owner(mark)
         if owner is not None and owner.is_provably_gone():
             found.append(name)
-            continue
-        try:
-            created = datetime.datetime.strptime(mark["created"], "%Y-%m-%dT%H:%M:%SZ").replace(
-                tzinfo=datetime.timezone.utc)
-        except ValueError:
-            continue
-        if include_old and now - created > STALE_AFTER:
+        elif include_old and is_stale(mark, now) and (owner is None or not owner.is_alive_here()):
             found.append(name)
     return sorted(found)
+
+
+# Keyspaces of Astra (and Cassandra) itself: their tables do not count against the database's limit.
+SYSTEM_KEYSPACES = ("data_endpoint_auth", "datastax_sla")
+
+
+def check_table_budget(cluster, run_id: str, run_tables: int, limit: int) -> None:
+    """Before any test: the tables of the database (other runs' and everyone else's) plus the result
+    tables this run will create (one per xdist worker) must fit Astra's limit, or the run stops now
+    with one sentence instead of a raw error from the server half-way through."""
+    from .errors import DatabaseSetupError
+
+    foreign, stale = 0, 0
+    for name, keyspace in cluster.metadata.keyspaces.items():
+        if name.startswith("system") or name in SYSTEM_KEYSPACES:
+            continue
+        for table in keyspace.tables.values():
+            mark = parse_mark(table.options.get("comment"))
+            if mark is not None and mark["run"] == run_id:
+                continue  # this run's own, counted in run_tables
+            foreign += 1
+            stale += mark is not None
+    if foreign + run_tables > limit:
+        hint = (f"; {stale} of them were left by other runs of this plugin: drop those older than 2 hours "
+                f"with --astra-drop-stale" if stale else "")
+        raise DatabaseSetupError(
+            f"pytest-celery-astra: this Astra DB database has {foreign} tables and this run needs {run_tables} "
+            f"more (one per xdist worker), over the limit of {limit} tables per database{hint}; drop tables, "
+            f"run fewer xdist workers, or set --astra-table-limit (CELERY_ASTRA_TABLE_LIMIT) if your "
+            f"database allows more.")

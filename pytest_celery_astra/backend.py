@@ -8,6 +8,14 @@ same encoding. Two things differ, both about waiting in ``AsyncResult.get()``:
   result. Here the interval is capped by ``celery_astra_result_poll_interval``.
 * Between polls it asks the embedded worker whether it is still alive, so a
   dead worker fails the test with its cause instead of hanging it.
+* A result stored in this process (by the embedded worker) wakes the waiting
+  ``.get()`` at once, which then reads the row from Cassandra as Celery would:
+  no poll interval between a task's end and the test seeing it.
+
+And one about chords: Cassandra has no native chord join, so Celery runs its
+``celery.chord_unlock`` task, first after ``countdown=1`` s and then every
+``result_chord_retry_interval`` (1 s), which put a 1 s floor under every chord.
+Here both default to CHORD_UNLOCK_INTERVAL; values a chord sets itself are kept.
 
 The app fixture sets ``result_backend`` to this class; nothing changes for code
 outside the tests.
@@ -15,6 +23,7 @@ outside the tests.
 
 from __future__ import annotations
 
+import threading
 import time
 
 from celery import states
@@ -23,6 +32,39 @@ from celery.exceptions import TimeoutError as CeleryTimeoutError
 
 
 DEFAULT_POLL_INTERVAL = 0.01
+# Seconds before the first, and between further, checks of a chord's header (Celery: 1 s and 1 s).
+CHORD_UNLOCK_INTERVAL = 0.01
+
+
+class _StoredResults:
+    """Events that wake the ``.get()`` calls waiting for a task id when its result is stored here."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.waiting: dict[str, list[threading.Event]] = {}
+
+    def watch(self, task_id: str) -> threading.Event:
+        event = threading.Event()
+        with self.lock:
+            self.waiting.setdefault(task_id, []).append(event)
+        return event
+
+    def forget(self, task_id: str, event: threading.Event) -> None:
+        with self.lock:
+            events = self.waiting.get(task_id, [])
+            if event in events:
+                events.remove(event)
+            if not events:
+                self.waiting.pop(task_id, None)
+
+    def stored(self, task_id: str) -> None:
+        with self.lock:
+            events = list(self.waiting.get(task_id, ()))
+        for event in events:
+            event.set()
+
+
+STORED = _StoredResults()
 
 
 class TestCassandraBackend(CassandraBackend):
@@ -40,19 +82,37 @@ class TestCassandraBackend(CassandraBackend):
         # (Celery otherwise builds one per thread and never shuts them down).
         self.thread_safe = True
 
+    def _store_result(self, task_id, *args, **kwargs):
+        try:
+            return super()._store_result(task_id, *args, **kwargs)
+        finally:
+            STORED.stored(task_id)
+
     def wait_for(self, task_id, timeout=None, interval=0.5, no_ack=True, on_interval=None):
         interval = min(interval, self.app.conf.get("celery_astra_result_poll_interval") or DEFAULT_POLL_INTERVAL)
         health_check = getattr(self.app, "celery_astra_health_check", None)
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            meta = self.get_task_meta(task_id)
-            if meta["status"] in states.READY_STATES:
-                return meta
-            if on_interval:
-                on_interval()
-            if health_check is not None:
-                health_check()
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise CeleryTimeoutError("The operation timed out.")
-            time.sleep(interval if remaining is None else min(interval, remaining))
+        stored = STORED.watch(task_id)  # before the first read: a store in between still wakes us
+        try:
+            while True:
+                meta = self.get_task_meta(task_id)
+                if meta["status"] in states.READY_STATES:
+                    return meta
+                if on_interval:
+                    on_interval()
+                if health_check is not None:
+                    health_check()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise CeleryTimeoutError("The operation timed out.")
+                stored.wait(interval if remaining is None else min(interval, remaining))
+                stored.clear()  # the next read sees whatever woke us
+        finally:
+            STORED.forget(task_id, stored)
+
+    def fallback_chord_unlock(self, header_result, body, countdown=1, **kwargs):
+        if countdown == 1:  # Celery's default, passed explicitly by every chord
+            countdown = CHORD_UNLOCK_INTERVAL
+        if kwargs.get("interval") is None:
+            kwargs["interval"] = CHORD_UNLOCK_INTERVAL
+        return super().fallback_chord_unlock(header_result, body, countdown=countdown, **kwargs)

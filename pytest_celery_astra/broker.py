@@ -151,3 +151,12 @@ def ensure_vhost(container_id: str, vhost: str) -> None:
         f"rabbitmqctl -q set_permissions -p {vhost} guest '.*' '.*' '.*'",
     ]
     exec_in_container(container_id, ["sh", "-c", " && ".join(steps)])
+
+
+def delete_run_vhosts(container_id: str, run_id: str) -> None:
+    """Delete one run's virtual hosts (one per xdist worker) from a kept RabbitMQ container: a run
+    removes what it created, also in a container that outlives it."""
+    prefix = vhost_name("", run_id).rstrip("_") + "_"
+    exec_in_container(container_id, ["sh", "-c", (
+        f"rabbitmqctl -q list_vhosts | grep '^{prefix}' | while read -r vhost; do "
+        f"rabbitmqctl -q delete_vhost \"$vhost\" || exit 1; done")])

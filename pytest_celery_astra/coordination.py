@@ -116,7 +116,10 @@ class RunState:
                 continue
             data = json.loads(record.read_text())
             container_id = data.get("container_id")
-            if not container_id or data.get("keep"):
+            if container_id and data.get("keep"):
+                problems.extend(_forget_run_in_kept_broker(data, self.run_id))
+                continue
+            if not container_id:
                 continue
             try:
                 remove_container(container_id)
@@ -127,10 +130,26 @@ class RunState:
 
 
 def warn_reaped(removed: list[str]) -> None:
-    """Say what was removed of killed runs (a warning: the header is printed before anything starts)."""
+    """Say what was removed of killed runs after the header was printed (keyspaces, Astra tables, and
+    containers whose state directory was gone): a warning in the run's summary."""
     if removed:
         warnings.warn(pytest.PytestWarning(
             "pytest-celery-astra: removed what killed earlier runs left: " + "; ".join(removed)))
+
+
+def dead_runs_left(keep: Path | None = None) -> bool:
+    """Whether a killed run on this host left its state directory (a cheap look at the temp directory,
+    asking no container engine)."""
+    for directory in Path(tempfile.gettempdir()).glob(f"{STATE_PREFIX}*"):
+        if directory == keep or not directory.is_dir():
+            continue
+        try:
+            owner = Owner(**json.loads((directory / "owner.json").read_text()))
+        except (OSError, ValueError, TypeError):
+            continue
+        if owner.is_provably_gone():
+            return True
+    return False
 
 
 def reap_dead_runs(keep: Path | None = None) -> list[str]:
@@ -147,6 +166,14 @@ def reap_dead_runs(keep: Path | None = None) -> list[str]:
         except (OSError, ValueError, TypeError):
             continue
         if owner.is_provably_gone():
+            dead_run = directory.name[len(STATE_PREFIX):]
+            for record in directory.glob("*.json"):
+                try:
+                    data = json.loads(record.read_text())
+                except (OSError, ValueError):
+                    continue
+                if data.get("keep") and data.get("name") == "rabbitmq" and not _forget_run_in_kept_broker(data, dead_run):
+                    removed.append(f"virtual hosts of run {dead_run} in the kept {data.get('name')} container")
             shutil.rmtree(directory, ignore_errors=True)
             removed.append(f"state directory {directory} ({owner.describe()})")
     for container_id, name, owner in owned_containers():
@@ -158,6 +185,20 @@ def reap_dead_runs(keep: Path | None = None) -> list[str]:
                 continue
             removed.append(f"{name} container {container_id[:12]} ({owner.describe()})")
     return removed
+
+
+def _forget_run_in_kept_broker(record: dict, run_id: str) -> list[str]:
+    """A kept RabbitMQ container outlives the run: delete the run's virtual hosts from it.
+    Returns problems as text (none for other services, which hold nothing per run)."""
+    if record.get("name") != "rabbitmq" or not record.get("container_id"):
+        return []
+    from .broker import delete_run_vhosts
+
+    try:
+        delete_run_vhosts(record["container_id"], run_id)
+    except Exception as error:  # a kept container someone removed: nothing left to delete
+        return [f"could not delete run {run_id}'s virtual hosts in the kept rabbitmq container: {error}"]
+    return []
 
 
 @contextmanager

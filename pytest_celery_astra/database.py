@@ -34,6 +34,7 @@ class CassandraTarget:
     username: str | None = None
     password: Secret | None = None
     bundle_path: str | None = None
+    bundle_origin: str | None = None  # the bundle as the user named it (bundle_path is the private copy)
     protocol_version: int | None = None
 
     @property
@@ -43,7 +44,7 @@ class CassandraTarget:
     def describe(self) -> str:
         login = f" as {self.username}" if self.username else ""
         if self.is_astra:
-            return f"Astra DB bundle {self.bundle_path}{login}"
+            return f"Astra DB bundle {self.bundle_origin or self.bundle_path}{login}"
         return f"{','.join(self.hosts)}:{self.port}{login}"
 
     def auth_provider(self):
@@ -105,6 +106,10 @@ def quiet_driver_logs() -> Iterator[None]:
         driver_logger.setLevel(previous)
 
 
+# A run older than this, from another host, is taken as crashed by --celery-astra-drop-stale.
+STALE_AFTER = datetime.timedelta(hours=2)
+
+
 def table_mark(run_id: str, worker: str) -> str:
     """The comment of every table the plugin creates: which run and worker, when, and which process
     (so that a later run on the same host can tell a killed run's leftovers from a live run's data)."""
@@ -125,6 +130,16 @@ def parse_mark(comment: str | None) -> dict[str, str] | None:
         return None
     fields = dict(part.split("=", 1) for part in comment.split()[1:] if "=" in part)
     return fields if {"run", "worker", "created"} <= fields.keys() else None
+
+
+def is_stale(mark: dict[str, str], now: datetime.datetime) -> bool:
+    """Whether a marked table was created more than STALE_AFTER before ``now``."""
+    try:
+        created = datetime.datetime.strptime(mark["created"], "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=datetime.timezone.utc)
+    except ValueError:
+        return False
+    return now - created > STALE_AFTER
 
 
 def with_mark(cql: str, mark: str) -> str:
@@ -168,6 +183,7 @@ class TestDatabase:
         self.write_consistency = write_consistency
         self.owns_keyspace = not target.is_astra
         self.created_tables: set[str] = set()
+        self.made_tables: set[str] = set()  # those this run's CREATE made: dropped at the end (Astra)
         # Tables emptied after every test, besides the result table: made with create_table(),
         # or registered once with register_table().
         self.cleaned_tables: list[str] = []
@@ -248,6 +264,14 @@ class TestDatabase:
 
     def prepare(self) -> None:
         """Create (or check) the keyspace, then Celery's result table in it."""
+        self.prepare_keyspace()
+        self.create_result_table()
+
+    def create_result_table(self) -> None:
+        self.create_table(self.result_table, result_table_ddl)
+
+    def prepare_keyspace(self) -> None:
+        """Create this run's keyspace, or check that the Astra keyspace exists; use it."""
         if self.owns_keyspace:
             self._create_own_keyspace()
         elif self.keyspace not in self.cluster.metadata.keyspaces:
@@ -256,22 +280,31 @@ class TestDatabase:
                 f"Astra does not allow creating keyspaces through CQL; create it in the Astra console or fix "
                 f"--astra-keyspace (ASTRA_DB_KEYSPACE).")
         self.session.set_keyspace(self.keyspace)
-        self.create_table(self.result_table, result_table_ddl)
 
-    def reap_dead_keyspaces(self) -> list[str]:
-        """Drop the plugin's keyspaces whose creating process, on this host, is gone (a killed run).
+    def reap_dead_keyspaces(self, include_old: bool = False) -> list[str]:
+        """Drop the plugin's keyspaces whose creating process, on this host, is gone (a killed run);
+        with ``include_old`` also those of another run created more than STALE_AFTER ago (a run that
+        crashed on another host, where its process cannot be looked at).
 
-        Only keyspaces holding the plugin's owner table with a mark naming its process qualify;
-        a live run's keyspace, another host's, or anyone else's is never touched.
+        Only keyspaces holding the plugin's owner table with its mark qualify; a live run's keyspace
+        on this host, or anyone else's keyspace, is never touched.
         """
         dropped = []
+        now = datetime.datetime.now(datetime.timezone.utc)
         for name, keyspace in list(self.cluster.metadata.keyspaces.items()):
             owner_table = keyspace.tables.get(OWNER_TABLE)
             mark = parse_mark(owner_table.options.get("comment")) if owner_table is not None else None
-            owner = mark_owner(mark) if mark is not None else None
-            if name != self.keyspace and owner is not None and owner.is_provably_gone():
-                self.session.execute(f"DROP KEYSPACE IF EXISTS {name}", timeout=60)
-                dropped.append(f"keyspace {name} ({owner.describe()})")
+            if name == self.keyspace or mark is None or mark["run"] == self.run_id:
+                continue
+            owner = mark_owner(mark)
+            if owner is not None and owner.is_provably_gone():
+                why = owner.describe()
+            elif include_old and is_stale(mark, now) and (owner is None or not owner.is_alive_here()):
+                why = f"created {mark['created']}, run {mark['run']}"
+            else:
+                continue
+            self.session.execute(f"DROP KEYSPACE IF EXISTS {name}", timeout=60)
+            dropped.append(f"keyspace {name} ({why})")
         return dropped
 
     def _create_own_keyspace(self) -> None:
@@ -296,12 +329,24 @@ class TestDatabase:
         ``cql`` is your ``CREATE TABLE`` statement (unqualified names land in the test keyspace);
         ``ddl_for(keyspace, table, mark)`` returns one instead. Call it once, from a session fixture.
         """
-        from cassandra import AlreadyExists
+        from cassandra import AlreadyExists, InvalidRequest, Unauthorized
 
         mark = table_mark(self.run_id, self.worker)
         statement = with_mark(cql, mark) if cql is not None else ddl_for(self.keyspace, table, mark)
         try:
-            self.session.execute(statement, timeout=60)
+            try:
+                self.session.execute(statement, timeout=60)
+            except Unauthorized as error:
+                raise DatabaseSetupError(self._not_allowed_message(table, error)) from None
+            except InvalidRequest as error:
+                if "guardrail tables" not in str(error).lower():
+                    raise
+                raise DatabaseSetupError(
+                    f"pytest-celery-astra: the database refused table {self.keyspace}.{table}: it is at its limit "
+                    f"of tables ({_short(error)}); drop tables (tables of crashed runs: --astra-drop-stale) or "
+                    f"run fewer xdist workers.") from None
+            self.made_tables.add(table)
+            self._check_mark_kept(table, mark, user_comment=cql is not None and mark not in statement)
         except AlreadyExists:
             found = parse_mark(self.table_comment(table))
             if found is None:
@@ -314,6 +359,17 @@ class TestDatabase:
         self.created_tables.add(table)
         if table != self.result_table and table not in self.cleaned_tables:
             self.cleaned_tables.append(table)
+
+    def _not_allowed_message(self, table: str, error: BaseException) -> str:
+        if self.target.is_astra:
+            who = "the Astra token's role" if self.target.username == "token" else "the Astra client id's role"
+            fix = ("use a token whose role may create and drop tables in this keyspace (in the Astra console, "
+                   "e.g. Database Administrator scoped to the database); a read/write role cannot")
+        else:
+            who = f"role {self.target.username!r}" if self.target.username else "the anonymous role"
+            fix = "grant it CREATE and DROP on the keyspace, or log in with another role"
+        return (f"pytest-celery-astra: {who} may not create table {self.keyspace}.{table} "
+                f"({_short(error)}); {fix}.")
 
     def register_table(self, table: str) -> str:
         """Empty ``table`` after every test from now on: for a table your app creates itself in the
@@ -331,12 +387,30 @@ class TestDatabase:
         return None if metadata is None else metadata.options.get("comment")
 
     def drop_created_tables(self) -> None:
-        """Astra mode, end of run: drop exactly the tables this run created."""
-        for table in sorted(self.created_tables):
-            mark = parse_mark(self.table_comment(table))
-            if mark is not None and mark["run"] == self.run_id:
-                self.session.execute(f"DROP TABLE IF EXISTS {self.keyspace}.{table}", timeout=60)
+        """Astra mode, end of run: drop exactly the tables this run's CREATE made (by this record, not
+        by the mark, which a server could lose), and any other table marked with this run."""
+        for table in sorted(self.created_tables | self.made_tables):
+            if table not in self.made_tables:
+                mark = parse_mark(self.table_comment(table))
+                if mark is None or mark["run"] != self.run_id:
+                    continue
+            self.session.execute(f"DROP TABLE IF EXISTS {self.keyspace}.{table}", timeout=60)
         self.created_tables.clear()
+        self.made_tables.clear()
+
+    def _check_mark_kept(self, table: str, mark: str, user_comment: bool) -> None:
+        """Read the comment back: a server that silently dropped it (Astra ignores table options it does
+        not support) would leave every table unmarked, so no later run could tell it was a leftover."""
+        if user_comment:  # the user's CREATE sets its own comment; the plugin tracks the table instead
+            return
+        found = self.table_comment(table)
+        if found != mark:
+            self.session.execute(f"DROP TABLE IF EXISTS {self.keyspace}.{table}", timeout=60)
+            self.made_tables.discard(table)
+            raise DatabaseSetupError(
+                f"pytest-celery-astra: the server did not keep the comment of table {self.keyspace}.{table} "
+                f"(found {found!r}), which marks it as this plugin's; without it no later run could tell "
+                f"a leftover table from yours, so the table was dropped and the run stops.")
 
     def drop_keyspace(self) -> None:
         """Existing cluster, end of run: drop the keyspace this run created (and only that)."""

@@ -10,6 +10,7 @@ A second keyspace, app or worker in a user's conftest is one line::
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Callable
 
@@ -77,8 +78,14 @@ def database(keyspace_prefix: str | None = None) -> Callable:
         except CeleryAstraError as error:
             _fail_setup(request, error)
         try:
-            db.prepare()  # checks the Astra keyspace first
+            db.prepare_keyspace()  # checks the Astra keyspace first
             warn_reaped(_reap_leftovers(context, db))
+            if context.cassandra_mode == "astra":
+                from .astra import check_table_budget
+
+                workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+                check_table_budget(db.cluster, context.run_id, workers, context.settings.astra_table_limit)
+            db.create_result_table()
         except CeleryAstraError as error:
             db.shutdown()
             _fail_setup(request, error)
@@ -100,15 +107,17 @@ def database(keyspace_prefix: str | None = None) -> Callable:
 
 
 def _reap_leftovers(context: RunContext, db: TestDatabase) -> list[str]:
-    """Keyspaces (or Astra tables) of killed runs on this host; old marked Astra tables with --astra-drop-stale."""
+    """Keyspaces (or Astra tables) of killed runs on this host; with --celery-astra-drop-stale (or
+    --astra-drop-stale) also those of other runs older than 2 hours, from any host but a live run here."""
+    include_old = context.settings.drop_stale or context.settings.astra_drop_stale
     if context.settings.astra:
         from .astra import stale_tables
 
-        tables = stale_tables(db.cluster, db.keyspace, context.run_id, context.settings.astra_drop_stale)
+        tables = stale_tables(db.cluster, db.keyspace, context.run_id, include_old)
         for table in tables:
             db.session.execute(f"DROP TABLE IF EXISTS {db.keyspace}.{table}", timeout=60)
         return [f"table {db.keyspace}.{table}" for table in tables]
-    return db.reap_dead_keyspaces() if context.shares_cassandra else []
+    return db.reap_dead_keyspaces(include_old) if context.shares_cassandra else []
 
 
 def app(reference: str | None = None, database_fixture: str = "celery_astra_database") -> Callable:

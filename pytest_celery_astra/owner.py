@@ -52,5 +52,9 @@ class Owner:
         now = _start_ticks(self.pid)
         return bool(self.started and now and now != self.started)
 
+    def is_alive_here(self) -> bool:
+        """True for an owner on this host whose process still runs: its data is never anyone's leftover."""
+        return self.host == socket.gethostname() and not self.is_provably_gone()
+
     def describe(self) -> str:
         return f"pid {self.pid} on {self.host}"

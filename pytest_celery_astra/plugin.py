@@ -10,7 +10,7 @@ import pytest
 
 from . import factories, interrupts
 from .broker import check_broker_url, choose_broker
-from .coordination import RunState
+from .coordination import RunState, dead_runs_left, reap_dead_runs, warn_reaped
 from .header import describe_run
 from .naming import is_xdist_worker, worker_id
 from .runcontext import RUN_CONTEXT_KEY, RunContext
@@ -84,6 +84,10 @@ class _XdistController:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     context = config.stash.get(RUN_CONTEXT_KEY, None)
+    if context is not None and context.bundle_copy is not None:  # every process made its own
+        from .bundle import remove_copy
+
+        remove_copy(context.bundle_copy)
     if context is None or not context.owns_state:
         return
     # After the last xdist worker finished (or pytest itself, without xdist):
@@ -94,15 +98,30 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         sys.stderr.write(f"pytest-celery-astra: {problem}\n")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Before the header: remove what killed runs on this host left (containers, state directories).
+
+    Only when the temp directory holds a state directory whose owner is provably gone, so a run with
+    nothing to reap asks no container engine. Said in the header, or as a warning when it is hidden."""
+    context = session.config.stash.get(RUN_CONTEXT_KEY, None)
+    if context is None or not context.owns_state or not dead_runs_left(keep=context.state.directory):
+        return
+    context.reaped = reap_dead_runs(keep=context.state.directory)
+    if getattr(session.config.option, "verbose", 0) < 0 or getattr(session.config.option, "no_header", False):
+        warn_reaped(context.reaped)
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     context = config.stash.get(RUN_CONTEXT_KEY, None)
     if context is None:
         return []
+    reaped = [f"celery-astra reaped what killed runs left: {'; '.join(context.reaped)}"] if context.reaped else []
     if not context.settings.configured:
         # Dormant: nothing is probed or started until a test requests a plugin fixture.
         return [f"celery-astra: defaults, services start only for tests that use celery_astra_* fixtures "
-                f"(run id {context.run_id})"]
-    return describe_run(context, _xdist_workers(config))
+                f"(run id {context.run_id})", *reaped]
+    return [*describe_run(context, _xdist_workers(config)), *reaped]
 
 
 def _xdist_workers(config: pytest.Config) -> list[str]:

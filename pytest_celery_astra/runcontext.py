@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -38,6 +39,8 @@ class RunContext:
     _broker: BrokerChoice | None = None
     _preflight_error: str | None = None
     _preflight_done: bool = False
+    reaped: list[str] = dataclasses.field(default_factory=list)  # what killed runs left, removed at start
+    bundle_copy: Path | None = None  # this process's private copy of the Astra bundle (bundle.py)
 
     @property
     def broker(self) -> BrokerChoice:
@@ -173,7 +176,12 @@ class RunContext:
                 username, password = "token", settings.astra_token
             else:
                 username, password = settings.astra_client_id, settings.astra_client_secret
-            return CassandraTarget(bundle_path=settings.astra_bundle, username=username, password=password)
+            if self.bundle_copy is None:
+                from .bundle import private_copy
+
+                self.bundle_copy = private_copy(settings.astra_bundle)
+            return CassandraTarget(bundle_path=str(self.bundle_copy), bundle_origin=settings.astra_bundle,
+                                   username=username, password=password)
         if self.cassandra_mode == "hosts":
             return CassandraTarget(hosts=settings.cassandra_hosts, port=settings.cassandra_port,
                                    username=settings.cassandra_username, password=settings.cassandra_password)

@@ -173,6 +173,9 @@ SETTINGS: tuple[Setting, ...] = (
             "(Celery's default is 0.5).", default=0.01, parse=_positive_float),
     Setting("cleanup", "Empty the result table and registered tables after each test.", default=True,
             parse=_boolean),
+    Setting("drop_stale", "Also drop what crashed runs on other hosts left on a shared Cassandra: keyspaces "
+            "carrying the plugin's mark, from another run, older than 2 hours (and such Astra tables).",
+            default=False, parse=_boolean, flag=True),
     Setting("reuse_containers", "Keep containers after the run and reuse them when their configuration "
             "matches.", default=False, parse=_boolean),
     Setting("astra", "Run the Cassandra side against a live Astra DB database.", default=False,
@@ -187,6 +190,10 @@ SETTINGS: tuple[Setting, ...] = (
             cli="--astra-client-secret", env="ASTRA_DB_CLIENT_SECRET", ini="astra_db_client_secret"),
     Setting("astra_keyspace", "Existing Astra DB keyspace the result tables are created in.",
             parse=_cql_identifier, cli="--astra-keyspace", env="ASTRA_DB_KEYSPACE", ini="astra_db_keyspace"),
+    Setting("astra_table_limit", "Tables the Astra DB database allows (Serverless: 50; 200 for vector "
+            "databases); checked before any test against the tables there plus one per xdist worker.",
+            default=50, parse=_positive_int, cli="--astra-table-limit", env="CELERY_ASTRA_TABLE_LIMIT",
+            ini="celery_astra_table_limit"),
     Setting("astra_drop_stale", "Drop result tables left by crashed earlier runs (only tables marked by "
             "this plugin, older than 2 hours).", default=False, parse=_boolean, flag=True, cli="--astra-drop-stale",
             env="CELERY_ASTRA_DROP_STALE_TABLES", ini="celery_astra_drop_stale_tables"),

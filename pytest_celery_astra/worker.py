@@ -53,7 +53,9 @@ class _InFlight:
                 self.ids[task_id] += 1
 
     def _finished(self, sender=None, task_id=None, request=None, **kwargs):
-        task_id = task_id or getattr(request, "id", None)
+        self.finished(task_id or getattr(request, "id", None))
+
+    def finished(self, task_id: str | None) -> None:
         with self.lock:
             if self.ids.get(task_id, 0) > 1:
                 self.ids[task_id] -= 1
@@ -83,11 +85,16 @@ class _ThreadWorkController(TestWorkController):
 
     def __init__(self, *args, **kwargs):
         self.stop_requested = threading.Event()
+        self.drop_held_requested = threading.Event()
+        self.consumer = None
         self.ticks = 0
         super().__init__(*args, **kwargs)
 
     def wake(self) -> None:
         """Runs in the worker thread every WAKE_INTERVAL; leaves the loop once a stop is requested."""
+        if self.drop_held_requested.is_set():
+            _drop_held_tasks(self.consumer)
+            self.drop_held_requested.clear()
         self.ticks += 1  # one more turn of the event loop: what was readable has been read
         if self.stop_requested.is_set():
             raise WorkerTerminate(0)
@@ -110,11 +117,35 @@ class _ThreadWorkController(TestWorkController):
     def on_consumer_ready(self, consumer):
         # Runs in the worker thread, inside its event loop set-up: the one place
         # where adding a timer to the hub is thread-safe.
+        self.consumer = consumer
         if consumer.hub is not None:
             consumer.hub.call_repeatedly(WAKE_INTERVAL, self.wake)
         else:
             _shorten_drain_timeout(consumer.connection, self.wake)
         super().on_consumer_ready(consumer)
+
+
+def _drop_held_tasks(consumer) -> None:
+    """In the worker thread: cancel the tasks waiting in the worker's timer for their ETA or countdown.
+
+    They were received (so no queue purge reaches them) but have not started; left alone they would
+    run, and write, during a later test. Their messages are acknowledged: the test that sent them is over.
+    """
+    if consumer is None or consumer.timer is None:
+        return
+    held = (consumer.apply_eta_task.__func__, consumer._limit_post_eta.__func__)
+    for entry in consumer.timer.queue:  # a snapshot: (eta, priority, entry)
+        entry = entry[2]
+        if entry.canceled or getattr(entry.fun, "__func__", None) not in held:
+            continue
+        entry.cancel()
+        request = entry.args[0]
+        try:
+            request.acknowledge()
+        except Exception:  # noqa: BLE001 - a connection already gone: the message goes with it
+            pass
+        consumer.qos.decrement_eventually()
+        IN_FLIGHT.finished(request.id)
 
 
 def _shorten_drain_timeout(connection, wake) -> None:
@@ -232,8 +263,9 @@ class EmbeddedWorker:
         return self
 
     def settle(self, timeout: float) -> bool:
-        """Purge this worker's queues, then wait (at most ``timeout``) until no task is running or
-        reserved in this process: what a test sent without waiting never runs during the next test.
+        """Purge this worker's queues, wait (at most ``timeout``) until no task is running or reserved
+        in this process, then cancel the tasks held for an ETA or countdown: what a test sent without
+        waiting never runs during the next test.
         Returns False if a task was still running at the deadline."""
         if self.thread is None or not self.thread.is_alive() or self.controller is None:
             return True
@@ -257,7 +289,16 @@ class EmbeddedWorker:
                     return False
                 time.sleep(0.002)
             if not (worker_state.active_requests or worker_state.reserved_requests):
-                return True
+                return self._drop_held(deadline)
+
+    def _drop_held(self, deadline: float) -> bool:
+        """Have the worker thread cancel its tasks held for an ETA or countdown; wait until it has."""
+        self.controller.drop_held_requested.set()
+        while self.controller.drop_held_requested.is_set() and self.thread.is_alive():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.002)
+        return True
 
     def registered_tasks(self) -> list[str]:
         return sorted(name for name in self.app.tasks if not name.startswith("celery."))

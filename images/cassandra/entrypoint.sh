@@ -1,7 +1,8 @@
 #!/bin/bash
 # Starts Apache Cassandra as a single fast-starting test node.
-# Honours MAX_HEAP_SIZE, HEAP_NEWSIZE and JVM_OPTS like the official image, and
-# CASSANDRA_AUTHENTICATOR / CASSANDRA_AUTHORIZER for tests that need auth.
+# Honours MAX_HEAP_SIZE, HEAP_NEWSIZE and JVM_OPTS like the official image,
+# CASSANDRA_AUTHENTICATOR / CASSANDRA_AUTHORIZER for tests that need auth, and
+# CASSANDRA_EXTRA_YAML (lines appended to cassandra.yaml, e.g. guardrails).
 set -euo pipefail
 
 CASSANDRA_HOME=/opt/cassandra
@@ -41,6 +42,9 @@ role_manager: CassandraRoleManager
 auto_snapshot: false
 snapshot_before_compaction: false
 YAML
+if [ -n "${CASSANDRA_EXTRA_YAML:-}" ]; then
+  printf '%s\n' "$CASSANDRA_EXTRA_YAML" >>"$CONF_DIR/cassandra.yaml"
+fi
 
 # JPMS flags Cassandra 5.0 needs on Java 17 (its conf/jvm17-server.options).
 JPMS_OPTS=(

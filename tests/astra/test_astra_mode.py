@@ -13,16 +13,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.astra_standin import AstraStandIn, cassandra_container, connect_superuser, write_corrupt_zip
+from tests.astra_standin import (
+    AstraStandIn, astra_guardrails, cassandra_container, connect_superuser, write_corrupt_zip,
+)
 
 pytestmark = pytest.mark.usefixtures("container_engine")
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sortwords"
 KEYSPACE = "astra_ks"
+# The stand-in enforces Astra's table limit as Cassandra's guardrail. Astra Serverless allows 50; this
+# module's node allows 16, so that filling it up takes seconds (the rule is the same).
+TABLE_LIMIT = 16
 
 
 @pytest.fixture(scope="module")
 def astra(tmp_path_factory):
-    with cassandra_container() as node:
+    with cassandra_container(extra_yaml=astra_guardrails(TABLE_LIMIT)) as node:
         with AstraStandIn(node.host, node.port, keyspace=KEYSPACE, workdir=tmp_path_factory.mktemp("astra")) as standin:
             cluster, session = connect_superuser(node.host, node.port)
             standin.superuser_session = session
@@ -32,12 +37,14 @@ def astra(tmp_path_factory):
                 cluster.shutdown()
 
 
-def run_example(astra, *args, bundle=None, token=None, keyspace=KEYSPACE, timeout=300):
-    """The example suite with --astra in a subprocess, as a user's CI would run it."""
-    env = {**os.environ,
-           "ASTRA_DB_SECURE_BUNDLE_PATH": bundle or astra.bundle_path,
-           "ASTRA_DB_APPLICATION_TOKEN": token or astra.token,
-           "ASTRA_DB_KEYSPACE": keyspace}
+def run_example(astra, *args, bundle=None, token=None, keyspace=KEYSPACE, timeout=300, client=None):
+    """The example suite with --astra in a subprocess, as a user's CI would run it; ``client`` is a
+    (client id, client secret) pair to log in with instead of the token."""
+    credentials = ({"ASTRA_DB_CLIENT_ID": client[0], "ASTRA_DB_CLIENT_SECRET": client[1]} if client
+                   else {"ASTRA_DB_APPLICATION_TOKEN": token or astra.token})
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ASTRA_DB_")}
+    env.update({"ASTRA_DB_SECURE_BUNDLE_PATH": bundle or astra.bundle_path, "ASTRA_DB_KEYSPACE": keyspace,
+                **credentials})
     completed = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--astra", "-rA", *args],
         cwd=EXAMPLE, env=env, capture_output=True, text=True, timeout=timeout)
@@ -151,3 +158,126 @@ def test_bad_input_is_one_clear_sentence_and_the_token_stays_secret(astra, tmp_p
     assert needle in output, output
     assert token not in output and astra.token not in output
     assert "Traceback" not in output
+
+
+BUNDLE_PROJECT_TEST = '''
+import os
+import stat
+from pathlib import Path
+
+from tasks import sortWords
+
+
+def test_after_changing_directory(celery_astra_app, celery_astra_worker, tmp_path, monkeypatch):
+    used = Path(celery_astra_app.conf.cassandra_secure_bundle_path)
+    assert used.is_absolute() and used.name == "secure-connect-bundle.zip"
+    assert "secrets" not in str(used)                              # a private copy, not the mount
+    assert stat.S_IMODE(used.parent.stat().st_mode) == 0o700
+    Path(os.environ["USED_BUNDLE_NOTE"]).write_text(str(used))
+    monkeypatch.chdir(tmp_path)                                    # Celery opens the bundle lazily
+    assert sortWords.delay("b a", False).get(timeout=60) == "a b"
+'''
+
+
+def test_relative_bundle_in_a_read_only_directory_and_a_test_that_changes_directory(astra, tmp_path):
+    """The plugin and Celery use one private absolute copy of the bundle, removed at the end: the
+    driver unzips next to the bundle (a read-only secrets mount fails), and a relative path breaks
+    once a test changes directory."""
+    import shutil
+
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    shutil.copy(astra.bundle_path, secrets / "bundle.zip")
+    secrets.chmod(0o555)
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("tasks.py", "celeryconfig.py", "pytest.ini"):
+        shutil.copy(EXAMPLE / name, project / name)
+    (project / "test_bundle.py").write_text(BUNDLE_PROJECT_TEST)
+    note = tmp_path / "used-bundle.txt"
+    env = {**os.environ, "ASTRA_DB_SECURE_BUNDLE_PATH": "../secrets/bundle.zip",
+           "ASTRA_DB_APPLICATION_TOKEN": astra.token, "ASTRA_DB_KEYSPACE": KEYSPACE, "USED_BUNDLE_NOTE": str(note)}
+    try:
+        completed = subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--astra", "--celery-astra-broker", "memory",
+             "test_bundle.py"], cwd=project, env=env, capture_output=True, text=True, timeout=300)
+        output = completed.stdout + completed.stderr
+        assert completed.returncode == 0, output
+        assert "1 passed" in output
+        assert sorted(p.name for p in secrets.iterdir()) == ["bundle.zip"]
+        assert not Path(note.read_text()).parent.exists()          # the copy (it holds the key) is gone
+    finally:
+        secrets.chmod(0o755)
+
+
+def test_the_stand_in_refuses_what_astra_refuses(astra, foreign_tables):
+    """Astra's write-consistency rule is enforced server side for the token's role, as on Astra."""
+    from cassandra import ConsistencyLevel, InvalidRequest
+    from cassandra.query import SimpleStatement
+
+    cluster = astra.new_cluster()
+    try:
+        session = cluster.connect()
+        for level in (ConsistencyLevel.ONE, ConsistencyLevel.ANY, ConsistencyLevel.LOCAL_ONE):
+            statement = SimpleStatement(f"INSERT INTO {KEYSPACE}.orders (id) VALUES (8)", consistency_level=level)
+            with pytest.raises(InvalidRequest, match="(?i)guardrail"):
+                session.execute(statement)
+        session.execute(SimpleStatement(f"DELETE FROM {KEYSPACE}.orders WHERE id = 8",
+                                        consistency_level=ConsistencyLevel.LOCAL_QUORUM))
+    finally:
+        cluster.shutdown()
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["n0", "n2"])
+def test_table_budget_is_checked_before_any_test(astra, foreign_tables, xdist):
+    before = tables(astra)
+    limit = len(before) + (1 if xdist else 0)      # one table short of what the run needs
+    completed, output = run_example(astra, "--celery-astra-broker", "memory", "--astra-table-limit", str(limit),
+                                    *xdist)
+    assert completed.returncode != 0
+    needed = 2 if xdist else 1
+    assert f"this run needs {needed} more (one per xdist worker), over the limit of {limit} tables" in output, output
+    assert "Traceback" not in output and astra.token not in output
+    assert tables(astra) == before                 # refused before creating anything
+
+
+def test_the_databases_own_table_limit_is_one_sentence(astra, foreign_tables):
+    """With the plugin's check set high, the server's limit itself is reached: one sentence, nothing left."""
+    session = astra.superuser_session
+    before = tables(astra)
+    session.execute("CREATE KEYSPACE IF NOT EXISTS filler WITH replication = "
+                    "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+    try:
+        for n in range(TABLE_LIMIT - len(before)):   # the database is then full
+            session.execute(f"CREATE TABLE IF NOT EXISTS filler.t{n} (k int PRIMARY KEY)", timeout=60)
+        completed, output = run_example(astra, "--celery-astra-broker", "memory", "--astra-table-limit", "1000")
+        assert completed.returncode != 0
+        assert "the database refused table" in output and "it is at its limit of tables" in output, output
+        assert "Traceback" not in output
+        assert tables(astra) == before
+    finally:
+        session.execute("DROP KEYSPACE IF EXISTS filler", timeout=120)
+
+
+def test_client_id_and_secret_log_in_and_the_secret_stays_secret(astra):
+    client_id, secret = astra.add_client("all")
+    completed, output = run_example(astra, "--celery-astra-broker", "memory", "-k", "documented", client=(client_id, secret))
+    assert completed.returncode == 0, output
+    assert secret not in output
+
+
+def test_a_read_write_role_without_create_is_one_sentence(astra):
+    client_id, secret = astra.add_client("read-write")
+    completed, output = run_example(astra, "--celery-astra-broker", "memory", client=(client_id, secret))
+    assert completed.returncode != 0
+    assert "the Astra client id's role may not create table" in output, output
+    assert "a read/write role cannot" in output
+    assert "Traceback" not in output and secret not in output
+
+
+def test_a_hibernated_database_is_one_sentence(astra):
+    with astra.hibernated():
+        completed, output = run_example(astra, "--celery-astra-broker", "memory")
+    assert completed.returncode != 0
+    assert "metadata service answered HTTP 503, as it does for a hibernated" in output, output
+    assert "Traceback" not in output and astra.token not in output

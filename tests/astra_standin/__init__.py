@@ -16,8 +16,10 @@ of that on 127.0.0.1 so tests run the driver's real cloud path offline::
 
 from .bundle import copy_bundle_without, read_config, write_corrupt_zip
 from .cassandra_node import (
+    ASTRA_TABLE_LIMIT,
     CassandraNode,
     NodeIdentity,
+    astra_guardrails,
     cassandra_container,
     cassandra_image,
     connect_superuser,
@@ -27,10 +29,12 @@ from .tls import client_context
 from .tokens import TOKEN_USERNAME, generate_astra_token, is_astra_token, mask_token
 
 __all__ = [
+    "ASTRA_TABLE_LIMIT",
     "AstraStandIn",
     "CassandraNode",
     "NodeIdentity",
     "TOKEN_USERNAME",
+    "astra_guardrails",
     "cassandra_container",
     "cassandra_image",
     "client_context",

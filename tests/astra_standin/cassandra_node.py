@@ -63,6 +63,7 @@ _OFFICIAL_IMAGE_AUTH_SCRIPT = (
     ' "$conf"; '
     'grep -q "PasswordAuthenticator" "$conf"; '
     'grep -q "CassandraAuthorizer" "$conf"; '
+    'if [ -n "${CASSANDRA_EXTRA_YAML:-}" ]; then printf "%s\\n" "$CASSANDRA_EXTRA_YAML" >> "$conf"; fi; '
     "exec docker-entrypoint.sh cassandra -f"
 )
 
@@ -95,12 +96,27 @@ def _is_project_image(image: str) -> bool:
     return image.startswith(PROJECT_IMAGE_PREFIX)
 
 
-def _auth_container(image: str) -> DockerContainer:
+# Astra's rules that Cassandra 5 can enforce itself, as guardrails (they bind roles that are not
+# superusers, like Astra's tokens): a limit on tables per database (Astra Serverless: 50), and write
+# consistency levels Astra refuses.
+ASTRA_TABLE_LIMIT = 50
+ASTRA_REFUSED_WRITE_CONSISTENCY = ("ONE", "ANY", "LOCAL_ONE")
+
+
+def astra_guardrails(table_limit: int = ASTRA_TABLE_LIMIT) -> str:
+    """cassandra.yaml lines with Astra's limits as Cassandra 5 guardrails."""
+    return (f"tables_fail_threshold: {table_limit}\n"
+            f"write_consistency_levels_disallowed: [{', '.join(ASTRA_REFUSED_WRITE_CONSISTENCY)}]")
+
+
+def _auth_container(image: str, extra_yaml: str = "") -> DockerContainer:
     # Imported here: only this helper needs testcontainers, the stand-in does not.
     from testcontainers.core.container import DockerContainer
 
     container = DockerContainer(image).with_exposed_ports(NATIVE_PORT)
     container.with_env("MAX_HEAP_SIZE", "512M").with_env("HEAP_NEWSIZE", "128M")
+    if extra_yaml:
+        container.with_env("CASSANDRA_EXTRA_YAML", extra_yaml)
     if _is_project_image(image):
         container.with_env("CASSANDRA_AUTHENTICATOR", "PasswordAuthenticator")
         container.with_env("CASSANDRA_AUTHORIZER", "CassandraAuthorizer")
@@ -213,15 +229,18 @@ def _wait_until_ready(container: DockerContainer, host: str, port: int, timeout:
 
 
 @contextlib.contextmanager
-def cassandra_container(image: Optional[str] = None, *, startup_timeout: float = 180.0) -> Iterator[CassandraNode]:
+def cassandra_container(image: Optional[str] = None, *, startup_timeout: float = 180.0,
+                        extra_yaml: str = "") -> Iterator[CassandraNode]:
     """Run a Cassandra node with PasswordAuthenticator + CassandraAuthorizer; remove it on exit.
+
+    ``extra_yaml`` is appended to its cassandra.yaml (``astra_guardrails()`` for Astra's limits).
 
     Needs a Docker API for testcontainers (with podman: ``DOCKER_HOST``,
     ``TESTCONTAINERS_RYUK_DISABLED=true``, ``TESTCONTAINERS_CONNECTION_MODE=docker_host``).
     The container is removed however the block ends, startup failures included.
     """
     image = image or cassandra_image()
-    container = _auth_container(image)
+    container = _auth_container(image, extra_yaml)
     try:
         container.start()
         host = _normalise_host(container.get_container_host_ip())

@@ -64,6 +64,9 @@ class MetadataService(MutualTlsServer):
         super().__init__(loop, ssl_context, host)
         self._body = json.dumps(document).encode("utf-8")
         self.requests_served = 0
+        # An HTTP status line to answer instead of the document, as Astra's metadata service does
+        # for a hibernated ("503 Service Unavailable") or terminated database; None serves normally.
+        self.failure: str | None = None
 
     @property
     def url(self) -> str:
@@ -92,4 +95,6 @@ class MetadataService(MutualTlsServer):
         if method != "GET":
             return _response("405 Method Not Allowed", b"", "text/plain")
         self.requests_served += 1
+        if self.failure is not None:
+            return _response(self.failure, b'{"errors":[{"message":"database is hibernated"}]}')
         return _response("200 OK", self._body)

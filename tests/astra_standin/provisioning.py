@@ -54,3 +54,19 @@ def provision_keyspace_and_token(session: Session, keyspace: str, token: str, ro
     ).one()
     if granted is None or not _KEYSPACE_PERMISSIONS <= set(granted.permissions or ()):
         session.execute(f"GRANT ALL PERMISSIONS ON KEYSPACE {keyspace} TO \"{role}\"")
+
+
+# What each kind of Astra role may do in the keyspace: "all" (e.g. Database Administrator) creates and
+# drops tables; "read-write" (e.g. a read/write user role) only reads and writes rows.
+ROLE_PERMISSIONS = {"all": ("ALL PERMISSIONS",), "read-write": ("SELECT", "MODIFY")}
+
+
+def provision_client(session: Session, keyspace: str, client_id: str, secret: str, rights: str = "all") -> None:
+    """A login by client id and client secret, as Astra's older credentials: role ``client_id``
+    (password ``secret``) with ``rights`` on ``keyspace`` only."""
+    validate_keyspace(keyspace)
+    if not (_SAFE_PASSWORD_RE.match(client_id) and _SAFE_PASSWORD_RE.match(secret)):
+        raise ValueError("the client id or secret contains characters that cannot be used as a CQL literal")
+    session.execute(f"CREATE ROLE IF NOT EXISTS \"{client_id}\" WITH PASSWORD = '{secret}' AND LOGIN = true")
+    for permission in ROLE_PERMISSIONS[rights]:
+        session.execute(f"GRANT {permission} ON KEYSPACE {keyspace} TO \"{client_id}\"")

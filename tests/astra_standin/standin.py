@@ -11,6 +11,7 @@ cassandra-driver's real cloud path works unchanged::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import threading
@@ -196,6 +197,37 @@ class AstraStandIn:
         """
         foreign_ca = CertificateAuthority("Foreign CA (not Astra's)")
         return self._write_bundle(path, foreign_ca.issue("astra-standin-client", client=True))
+
+    # -- Astra's rules --------------------------------------------------------
+
+    def add_client(self, rights: str = "all") -> tuple[str, str]:
+        """A client id and client secret that log in (Astra's older credentials), whose role has
+        ``rights`` on the keyspace: "all", or "read-write" (no CREATE or DROP). Returns (id, secret)."""
+        from .provisioning import provision_client
+
+        client_id = "client" + secrets.token_hex(8)
+        secret = secrets.token_urlsafe(24).replace("-", "x").replace("_", "y")
+        username, password = self._superuser
+        cluster, session = connect_superuser(self.cassandra_host, self.cassandra_port, username=username,
+                                             password=password, timeout=self._connect_timeout)
+        try:
+            provision_client(session, self.keyspace, client_id, secret, rights)
+        finally:
+            cluster.shutdown()
+        wait_for_login(self.cassandra_host, self.cassandra_port, client_id, secret, self._connect_timeout)
+        return client_id, secret
+
+    @contextlib.contextmanager
+    def hibernated(self, status: str = "503 Service Unavailable"):
+        """While inside, the metadata service answers ``status``, as Astra's does for a hibernated database."""
+        if self._metadata is None:
+            raise RuntimeError("AstraStandIn not started")
+        self._metadata.failure = status
+        try:
+            yield
+        finally:
+            if self._metadata is not None:
+                self._metadata.failure = None
 
     # -- connecting ----------------------------------------------------------
 

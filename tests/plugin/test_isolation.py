@@ -1,4 +1,4 @@
-"""What one test sends, the next test never sees: queues purged, worker idle, tables emptied — for the
+"""What one test sends, the next test never sees: queues purged, worker idle, countdowns cancelled, tables emptied — for the
 default database and worker and for a second set made with the factories, with -n 0 and -n 2."""
 
 import pytest
@@ -35,6 +35,8 @@ billing_app = factories.app("myapp:billing", database_fixture="billing_database"
 billing_worker = factories.worker(app_fixture="billing_app")
 '''
 TESTS = '''
+import time
+
 import pytest
 from celery.worker import state
 from myapp import billing_slow, slow
@@ -45,10 +47,24 @@ def queue_depth(app, queue):
         return connection.default_channel.queue_declare(queue, passive=True).message_count
 
 
+def held_for_later(worker):
+    """Tasks the worker received for an ETA or countdown and holds in its timer, not yet started."""
+    timer = worker.controller.consumer.timer
+    return [entry for _, _, entry in timer.queue
+            if not entry.canceled and getattr(entry.fun, "__name__", "") in ("apply_eta_task", "_limit_post_eta")]
+
+
 @pytest.mark.parametrize("round", range(3))
 class TestSendAndForget:
     def test_sends_without_waiting(self, round, celery_astra_worker, billing_worker):
         slow.delay(0).get(timeout=30)          # the worker is up and consuming
+        for n in range(3):
+            slow.apply_async((n,), countdown=60)
+            billing_slow.apply_async((n,), countdown=60)
+        deadline = time.monotonic() + 30
+        while len(held_for_later(celery_astra_worker)) < 3 or len(held_for_later(billing_worker)) < 3:
+            assert time.monotonic() < deadline, "the workers never received the countdown tasks"
+            time.sleep(0.01)
         for n in range(30):
             slow.delay(n)
             billing_slow.delay(n)
@@ -56,10 +72,15 @@ class TestSendAndForget:
     def test_next_test_sees_nothing(self, round, celery_astra_worker, billing_worker, celery_astra_database,
                                     billing_database):
         assert not state.active_requests and not state.reserved_requests
+        assert held_for_later(celery_astra_worker) == [] and held_for_later(billing_worker) == []
         assert queue_depth(celery_astra_worker.app, "celery") == 0
         assert queue_depth(billing_worker.app, "celery") == 0
         for db in (celery_astra_database, billing_database):
             assert db.session.execute(f"SELECT * FROM {db.result_table}").one() is None
+
+
+def test_countdowns_still_run_after_held_ones_were_cancelled(celery_astra_worker):
+    assert slow.apply_async((5,), countdown=0.2).get(timeout=30) == 5
 
 
 def test_each_worker_stops_on_its_own(celery_astra_worker, billing_worker):
@@ -76,5 +97,5 @@ def test_nothing_crosses_from_one_test_to_the_next(pytester, xdist):
     pytester.makeconftest(CONFTEST)
     (pytester.path / "pytest.ini").write_text("[pytest]\ncelery_astra_app = myapp:app\npythonpath = .\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", *xdist, timeout=300)
-    result.assert_outcomes(passed=7)
+    result.assert_outcomes(passed=8)
     assert containers_of_run(run_id_of(result)) == []

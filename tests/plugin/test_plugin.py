@@ -31,6 +31,11 @@ def add(a, b):
     return a + b
 
 
+@app.task(name="myapp.total")
+def total(numbers):
+    return sum(numbers)
+
+
 @app.task(name="myapp.where")
 def where():
     # The embedded worker runs in the test process: this names the xdist worker that ran the task.
@@ -107,9 +112,15 @@ def test_user_app_round_trip_cleanup_and_teardown(project, broker_args):
 
         def test_registered_table_was_emptied(celery_astra_cassandra):
             assert celery_astra_cassandra.execute("SELECT * FROM notes").one() is None
+
+        def test_group_and_chord(celery_astra_worker):
+            from celery import chord, group
+            from myapp import total
+            assert group(add.s(i, i) for i in range(10))().get(timeout=30) == [2 * i for i in range(10)]
+            assert chord(add.s(i, i) for i in range(5))(total.s()).get(timeout=30) == 20
     ''')
     result = project.runpytest_subprocess("-p", "no:randomly", *broker_args, timeout=300)
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=5)
     mode = "memory" if "memory" in broker_args else f"container {broker_args[-1]}"
     result.stdout.fnmatch_lines([
         f"celery-astra broker: {mode}*",

@@ -104,6 +104,52 @@ def test_two_concurrent_runs_on_one_cassandra_and_one_broker(project, shared_clu
     assert session.execute("SELECT id FROM team_data.orders").one().id == 7
 
 
+def test_drop_stale_removes_old_runs_of_other_hosts_and_nothing_else(project, shared_cluster, monkeypatch):
+    """Dead runs on this host are reaped anyway; another host's can only be judged by age, on request."""
+    import datetime
+    import socket
+
+    from pytest_celery_astra.database import OWNER_TABLE
+    from pytest_celery_astra.owner import Owner
+
+    node, session, _ = shared_cluster
+    now = datetime.datetime.now(datetime.timezone.utc)
+    me = Owner.this_process()
+    marked = {   # keyspace: (host, pid, started, created)
+        "celery_astra_oldrun_gw0": ("ci-runner-7", 4242, "1", now - datetime.timedelta(hours=3)),
+        "celery_astra_newrun_gw0": ("ci-runner-7", 4242, "1", now - datetime.timedelta(minutes=5)),
+        "celery_astra_liverun_gw0": (socket.gethostname(), me.pid, me.started, now - datetime.timedelta(hours=3)),
+    }
+    for keyspace, (host, pid, started, created) in marked.items():
+        session.execute(f"CREATE KEYSPACE {keyspace} WITH replication = "
+                        "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+        mark = (f"pytest-celery-astra run={keyspace.split('_')[2]} worker=gw0 "
+                f"created={created:%Y-%m-%dT%H:%M:%SZ} host={host} pid={pid} started={started}")
+        session.execute(f"CREATE TABLE {keyspace}.{OWNER_TABLE} (run_id text PRIMARY KEY) WITH comment = '{mark}'")
+    monkeypatch.setenv("CELERY_ASTRA_CASSANDRA_PASSWORD", "cassandra")
+    args = ["--celery-astra-broker", "memory", f"--celery-astra-cassandra-hosts={node.host}",
+            f"--celery-astra-cassandra-port={node.port}", "--celery-astra-cassandra-username=cassandra",
+            "-k", "test_own_tasks_and_rows and 0"]
+
+    def keyspaces():
+        return {row.keyspace_name for row in session.execute("SELECT keyspace_name FROM system_schema.keyspaces")}
+
+    try:
+        code, output = finish(start(project, "plain", *args))
+        assert code == 0, output
+        assert set(marked) <= keyspaces(), output          # without the option another host's runs stay
+        code, output = finish(start(project, "stale", *args, "--celery-astra-drop-stale"))
+        assert code == 0, output
+        assert "keyspace celery_astra_oldrun_gw0 (created " in output, output
+        left = keyspaces()
+        assert "celery_astra_oldrun_gw0" not in left
+        assert {"celery_astra_newrun_gw0", "celery_astra_liverun_gw0", "team_data"} <= left, output
+        assert session.execute("SELECT id FROM team_data.orders").one().id == 7
+    finally:
+        for keyspace in marked:
+            session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+
+
 def test_two_concurrent_runs_with_container_reuse(project):
     import docker
 
@@ -118,6 +164,11 @@ def test_two_concurrent_runs_with_container_reuse(project):
             (code_a, out_a), (code_b, out_b) = finish(first), finish(second)
             assert code_a == 0, out_a
             assert code_b == 0, out_b
+        kept = [c for c in client.containers.list(filters={"label": label}) if c.id not in kept_before]
+        rabbitmq = [c for c in kept if c.labels.get("io.github.pytest-celery-astra.service") == "rabbitmq"]
+        assert len(rabbitmq) == 1, [c.labels for c in kept]
+        vhosts = rabbitmq[0].exec_run(["rabbitmqctl", "-q", "list_vhosts"]).output.decode().split()
+        assert [v for v in vhosts if v.startswith("celery_astra")] == []   # each run deleted its own
     finally:
         for container in client.containers.list(all=True, filters={"label": label}):
             if container.id not in kept_before:

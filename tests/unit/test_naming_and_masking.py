@@ -4,7 +4,7 @@ import pytest
 
 from pytest_celery_astra.masking import Secret, mask_text, mask_url
 from pytest_celery_astra.broker import check_broker_url, check_url_isolates_workers, worker_broker_url
-from pytest_celery_astra.database import parse_mark, table_mark, with_mark
+from pytest_celery_astra.database import is_stale, parse_mark, table_mark, with_mark
 from pytest_celery_astra.masking import MaskedUrl, url_for_message
 from pytest_celery_astra.naming import MAX_CQL_NAME, astra_table_name, key_prefix, keyspace_name, vhost_name
 from pytest_celery_astra.owner import Owner
@@ -76,6 +76,38 @@ def test_owner_is_gone_only_when_provably_gone():
     assert not Owner("another-host", 999999999, "").is_provably_gone()
     assert Owner(me.host, 999999999, "").is_provably_gone()
     assert Owner(me.host, me.pid, "1").is_provably_gone() == bool(me.started)  # same id, another start
+
+
+def test_only_old_marks_are_stale_and_a_live_run_here_is_never_anyones_leftover():
+    import datetime
+
+    now = datetime.datetime(2026, 11, 26, 12, 0, tzinfo=datetime.timezone.utc)
+    assert is_stale({"created": "2026-11-26T09:59:00Z"}, now)
+    assert not is_stale({"created": "2026-11-26T10:01:00Z"}, now)
+    assert not is_stale({"created": "yesterday"}, now)
+    me = Owner.this_process()
+    assert me.is_alive_here()
+    assert not Owner("another-host", me.pid, me.started).is_alive_here()   # cannot be judged from here
+    assert not Owner(me.host, 999999999, "").is_alive_here()
+
+
+def test_a_killed_runs_state_directory_is_found_without_asking_an_engine(tmp_path, monkeypatch):
+    import json
+    import tempfile
+
+    from pytest_celery_astra import coordination
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    me = Owner.this_process()
+    live = tmp_path / f"{coordination.STATE_PREFIX}live"
+    live.mkdir()
+    (live / "owner.json").write_text(json.dumps({"host": me.host, "pid": me.pid, "started": me.started}))
+    assert not coordination.dead_runs_left()
+    dead = tmp_path / f"{coordination.STATE_PREFIX}dead"
+    dead.mkdir()
+    (dead / "owner.json").write_text(json.dumps({"host": me.host, "pid": 999999999, "started": ""}))
+    assert coordination.dead_runs_left()
+    assert not coordination.dead_runs_left(keep=dead)
 
 
 def test_secret_repr_is_masked_but_value_is_real():
