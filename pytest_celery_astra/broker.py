@@ -157,6 +157,7 @@ def delete_run_vhosts(container_id: str, run_id: str) -> None:
     """Delete one run's virtual hosts (one per xdist worker) from a kept RabbitMQ container: a run
     removes what it created, also in a container that outlives it."""
     prefix = vhost_name("", run_id).rstrip("_") + "_"
+    # The names are listed first: a `| while read` loop would lose lines to rabbitmqctl reading stdin.
     exec_in_container(container_id, ["sh", "-c", (
-        f"rabbitmqctl -q list_vhosts | grep '^{prefix}' | while read -r vhost; do "
-        f"rabbitmqctl -q delete_vhost \"$vhost\" || exit 1; done")])
+        f"for vhost in $(rabbitmqctl -q list_vhosts | grep '^{prefix}'); do "
+        f"rabbitmqctl -q delete_vhost \"$vhost\" </dev/null || exit 1; done")])

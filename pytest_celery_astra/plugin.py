@@ -18,7 +18,7 @@ from .settings import register_options, settings_from_config
 
 PUBLIC_FIXTURES = frozenset({
     "celery_astra_database", "celery_astra_cassandra", "celery_astra_app", "celery_astra_worker",
-    "celery_astra_cleanup", "celery_astra_broker_url",
+    "celery_astra_cleanup", "celery_astra_broker_url", "celery_astra_sent_tasks",
 })
 
 
@@ -176,6 +176,18 @@ def celery_astra_broker_url(celery_astra_app) -> str:
     from .masking import MaskedUrl
 
     return MaskedUrl(celery_astra_app.conf.broker_url)
+
+
+@pytest.fixture
+def celery_astra_sent_tasks():
+    """Every task published in this process during the test, in order (Celery's before_task_publish):
+    SentTask items with .id, .name, .args, .kwargs, .queue, .eta, .countdown; .names and .of(name).
+    Works with or without a worker, with any app; starts no service."""
+    from .sent_tasks import SentTasks
+
+    recorder = SentTasks().start()
+    yield recorder
+    recorder.stop()
 
 
 @pytest.fixture

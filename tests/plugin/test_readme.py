@@ -124,3 +124,11 @@ def test_settings_as_written(pytester, group, header):
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(header)
     assert_nothing_left(result)
+
+
+def test_sent_tasks_as_written(pytester):
+    project_with(pytester, "sent")
+    (pytester.path / "pytest.ini").write_text(snippets("quickstart")["pytest.ini"])
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=300)
+    result.assert_outcomes(passed=1)
+    assert_nothing_left(result)

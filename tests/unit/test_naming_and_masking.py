@@ -122,3 +122,29 @@ def test_url_and_text_masking():
     assert mask_url("amqp://guest:pw@host:5672/vh") == "amqp://guest:***@host:5672/vh"
     assert mask_url("memory://localhost/") == "memory://localhost/"
     assert mask_text("token AstraCS:x:y failed", ["AstraCS:x:y"]) == "token *** failed"
+
+
+def test_sent_tasks_are_recorded_from_the_publish_signal_without_a_broker():
+    from celery import Celery
+
+    from pytest_celery_astra.sent_tasks import SentTasks
+
+    app = Celery("recorded", broker="memory://", backend="cache+memory://")
+
+    @app.task(name="recorded.add")
+    def add(a, b):
+        return a + b
+
+    recorder = SentTasks().start()
+    try:
+        add.delay(1, b=2)
+        add.apply_async((3, 4), countdown=5, queue="later")
+    finally:
+        recorder.stop()
+    add.delay(5, 6)  # after stop: not recorded
+    assert recorder.names == ["recorded.add", "recorded.add"]
+    first, second = recorder
+    assert (first.args, first.kwargs, first.queue, first.eta, first.countdown) == ((1,), {"b": 2}, "celery", None, None)
+    assert second.queue == "later" and 4 < second.countdown <= 5 and second.id
+    assert recorder.of("recorded.add") == [first, second] and recorder.of("other") == []
+    assert "recorded.add(3, 4)" in repr(second)
