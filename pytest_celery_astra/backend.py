@@ -65,6 +65,8 @@ class _StoredResults:
 
 
 STORED = _StoredResults()
+# Per thread: the longest a result read may take (set by wait_for from what is left of its timeout).
+_READ_LIMIT = threading.local()
 
 
 class TestCassandraBackend(CassandraBackend):
@@ -88,15 +90,49 @@ class TestCassandraBackend(CassandraBackend):
         finally:
             STORED.stored(task_id)
 
+    def _get_task_meta_for(self, task_id):
+        limit = getattr(_READ_LIMIT, "seconds", None)
+        if limit is None:
+            return super()._get_task_meta_for(task_id)
+        # Celery's own read (same statement and decoding), bounded by what is left of .get()'s timeout:
+        # a Cassandra that does not answer (paused, restarting) must not hold .get() for the driver's 30 s.
+        self._get_connection()
+        res = self._session.execute(self._read_stmt, (task_id,), timeout=limit).one()
+        if not res:
+            return {"status": states.PENDING, "result": None}
+        status, result, date_done, traceback, children = res
+        return self.meta_from_decoded({
+            "task_id": task_id, "status": status, "result": self.decode(result), "date_done": date_done,
+            "traceback": self.decode(traceback), "children": self.decode(children),
+        })
+
+    def _read_meta(self, task_id, remaining):
+        """One read of the task's row, bounded by ``remaining``: (meta, None), or (None, the driver's
+        error) when Cassandra did not answer in time."""
+        from cassandra import OperationTimedOut, ReadTimeout
+        from cassandra.cluster import NoHostAvailable
+
+        _READ_LIMIT.seconds = None if remaining is None else max(remaining, 0.05)
+        try:
+            return self.get_task_meta(task_id), None
+        except (OperationTimedOut, ReadTimeout, NoHostAvailable) as error:
+            if remaining is None:
+                raise
+            return None, error
+        finally:
+            _READ_LIMIT.seconds = None
+
     def wait_for(self, task_id, timeout=None, interval=0.5, no_ack=True, on_interval=None):
         interval = min(interval, self.app.conf.get("celery_astra_result_poll_interval") or DEFAULT_POLL_INTERVAL)
         health_check = getattr(self.app, "celery_astra_health_check", None)
         deadline = None if timeout is None else time.monotonic() + timeout
         stored = STORED.watch(task_id)  # before the first read: a store in between still wakes us
         try:
+            unanswered = None
             while True:
-                meta = self.get_task_meta(task_id)
-                if meta["status"] in states.READY_STATES:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                meta, unanswered = self._read_meta(task_id, remaining)
+                if meta is not None and meta["status"] in states.READY_STATES:
                     return meta
                 if on_interval:
                     on_interval()
@@ -104,6 +140,10 @@ class TestCassandraBackend(CassandraBackend):
                     health_check()
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
+                    if unanswered is not None:
+                        raise CeleryTimeoutError(
+                            f"The operation timed out. (pytest-celery-astra: Cassandra did not answer the result "
+                            f"read: {str(unanswered).splitlines()[0][:200]})")
                     raise CeleryTimeoutError("The operation timed out.")
                 stored.wait(interval if remaining is None else min(interval, remaining))
                 stored.clear()  # the next read sees whatever woke us

@@ -59,11 +59,14 @@ class CassandraTarget:
         if self.is_astra:
             return {}
         from cassandra.cluster import EXEC_PROFILE_DEFAULT, ExecutionProfile
-        from cassandra.policies import RoundRobinPolicy
+        from cassandra.policies import ConstantReconnectionPolicy, RoundRobinPolicy
 
-        # Explicit policy and protocol: without them the driver warns on every connect.
+        # Explicit policy and protocol: without them the driver warns on every connect. Reconnecting
+        # every 0.5 s (the driver backs off up to 10 min) brings the sessions back soon after a node
+        # restart (celery_astra_services).
         options: dict = {"execution_profiles": {EXEC_PROFILE_DEFAULT: ExecutionProfile(
-            load_balancing_policy=RoundRobinPolicy(), request_timeout=30)}}
+            load_balancing_policy=RoundRobinPolicy(), request_timeout=30)},
+            "reconnection_policy": ConstantReconnectionPolicy(0.5, max_attempts=None)}
         if self.protocol_version is not None:
             options["protocol_version"] = self.protocol_version
         return options

@@ -18,7 +18,7 @@ from .settings import register_options, settings_from_config
 
 PUBLIC_FIXTURES = frozenset({
     "celery_astra_database", "celery_astra_cassandra", "celery_astra_app", "celery_astra_worker",
-    "celery_astra_cleanup", "celery_astra_broker_url", "celery_astra_sent_tasks",
+    "celery_astra_cleanup", "celery_astra_broker_url", "celery_astra_sent_tasks", "celery_astra_services",
 })
 
 
@@ -188,6 +188,45 @@ def celery_astra_sent_tasks():
     recorder = SentTasks().start()
     yield recorder
     recorder.stop()
+
+
+@pytest.fixture
+def celery_astra_services(request: pytest.FixtureRequest):
+    """Faults on demand (container mode, without xdist): .broker and .cassandra, each with stop(),
+    start(), restart(), pause(), unpause(), returning once the change has taken effect. After the test
+    every service touched is restored and the workers and Cassandra sessions are checked to have
+    recovered; one that cannot be fails the test with one sentence. Skipped with the reason elsewhere."""
+    from .faults import FaultError, ServiceHandle, Services
+    from .recovery import wait_until_recovered
+
+    context = request.config.stash[RUN_CONTEXT_KEY]
+    if context.worker != "master":
+        pytest.skip("celery_astra_services faults the run's containers, which every xdist worker shares; "
+                    "run the tests that use it without -n (e.g. a separate `pytest -n 0 -k faults` step)")
+    if context.cassandra_mode != "container" and context.broker.mode != "container":
+        pytest.skip("celery_astra_services needs services the plugin started as containers "
+                    "(--celery-astra-broker container, no --celery-astra-cassandra-hosts, no --astra)")
+    request.getfixturevalue("celery_astra_database")  # the services are up, the sessions connected
+    timeout = context.settings.startup_timeout
+
+    def recovered() -> None:
+        wait_until_recovered(request.config, timeout)
+
+    broker = context.services.get(context.broker.kind or "") if context.broker.mode == "container" else None
+    cassandra = context.services.get("cassandra") if context.cassandra_mode == "container" else None
+    services = Services(
+        ServiceHandle("broker", broker, timeout) if broker else None,
+        ServiceHandle("cassandra", cassandra, timeout, on_back=recovered) if cassandra else None)
+    yield services
+    touched = services.touched()
+    if not touched:
+        return
+    try:
+        for handle in touched:
+            handle.restore()
+        wait_until_recovered(request.config, timeout, workers=True)
+    except FaultError as error:
+        pytest.fail(str(error), pytrace=False)
 
 
 @pytest.fixture

@@ -132,3 +132,20 @@ def test_sent_tasks_as_written(pytester):
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=300)
     result.assert_outcomes(passed=1)
     assert_nothing_left(result)
+
+
+def test_faults_as_written(pytester):
+    project_with(pytester, "faults")
+    (pytester.path / "pytest.ini").write_text(snippets("quickstart")["pytest.ini"])
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", timeout=600)
+    result.assert_outcomes(passed=2)
+    assert_nothing_left(result)
+
+
+def test_faults_are_skipped_with_the_reason_under_xdist(pytester):
+    project_with(pytester, "faults")
+    (pytester.path / "pytest.ini").write_text(snippets("quickstart")["pytest.ini"])
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "-rs", timeout=600)
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines(["*celery_astra_services faults the run's containers, which every xdist worker shares*"])
+    assert_nothing_left(result)

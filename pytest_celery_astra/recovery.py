@@ -1,0 +1,52 @@
+"""After a fault: wait until the run's Cassandra sessions, result backends and embedded workers work
+again, so that the next test starts healthy; one sentence if they do not within the timeout."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from .faults import FaultError
+
+
+def wait_until_recovered(config: pytest.Config, timeout: float, workers: bool = False) -> None:
+    """Each session answers a query, each worker's result backend a read; with ``workers``, each
+    embedded worker also runs a task (Celery's built-in ``celery.accumulate``) end to end."""
+    from . import factories
+
+    deadline = time.monotonic() + timeout
+    for name, database in list(config.stash.get(factories.DATABASES_KEY, {}).items()):
+        if database.session is not None:
+            _retry(f"the Cassandra session of {name}", deadline, timeout,
+                   lambda db=database: db.session.execute("SELECT release_version FROM system.local", timeout=2))
+    running = list(config.stash.get(factories.RUNNING_WORKERS_KEY, []))
+    for embedded in running:
+        probe_id = f"celery-astra-recovery-{uuid.uuid4().hex}"
+        _retry(f"the result backend of {embedded.app.main}", deadline, timeout,
+               lambda app=embedded.app: app.backend.get_task_meta(probe_id, cache=False))
+    if not workers:
+        return
+    for embedded in running:
+        embedded.check()
+        accumulate = embedded.app.tasks["celery.accumulate"]
+
+        def round_trip(app=embedded.app, task=accumulate) -> None:
+            left = max(deadline - time.monotonic(), 0.5)
+            task.apply_async(("ok",), queue=app.conf.task_default_queue).get(timeout=min(left, 10))
+
+        _retry(f"the embedded worker {embedded.hostname}", deadline, timeout, round_trip)
+
+
+def _retry(what: str, deadline: float, timeout: float, attempt) -> None:
+    while True:
+        try:
+            attempt()
+            return
+        except Exception as error:  # not recovered yet
+            if time.monotonic() > deadline:
+                raise FaultError(
+                    f"pytest-celery-astra: {what} did not recover within {timeout:g} s after the fault "
+                    f"({str(error).splitlines()[0][:200]}); the next tests would fail, so this one does.") from None
+            time.sleep(0.2)
