@@ -163,6 +163,16 @@ def app(reference: str | None = None, database_fixture: str = "celery_astra_data
             celery_app, url, transport_options, db.target.celery_settings(), db.keyspace, db.result_table,
             context.settings.read_consistency, context.settings.write_consistency,
             context.settings.result_poll_interval)
+        # What a worker process needs to wire the same app the same way (process_app.py).
+        celery_app.celery_astra_wiring = {
+            "app": reference or context.settings.app, "broker_url": str(url), "transport_options": transport_options,
+            "target": {"hosts": list(db.target.hosts), "port": db.target.port, "username": db.target.username,
+                       "password": None if db.target.password is None else str(db.target.password),
+                       "bundle_path": db.target.bundle_path, "protocol_version": db.target.protocol_version},
+            "keyspace": db.keyspace, "table": db.result_table, "read_consistency": context.settings.read_consistency,
+            "write_consistency": context.settings.write_consistency,
+            "poll_interval": context.settings.result_poll_interval,
+            "default_queue": celery_app.conf.task_default_queue, "broker_mode": context.broker.mode}
         yield celery_app
         _teardown_step("closing the result backend's Cassandra connection", lambda: close_backend(celery_app))
         _teardown_step("closing the broker connection pool", lambda: celery_app.pool.force_close_all())
@@ -185,6 +195,9 @@ def worker(app_fixture: str = "celery_astra_app", queues: tuple[str, ...] | None
 
         context = _context(request)
         settings = context.settings
+        if settings.worker_kind == "process":  # the same tests, against `celery worker` processes
+            yield from _run_process_worker(request, app_fixture, queues)
+            return
         celery_app = request.getfixturevalue(app_fixture)
         embedded = EmbeddedWorker(
             celery_app, hostname=node_name(f"{context.run_id}_{context.worker}_{app_fixture}"), pool=settings.worker_pool,
@@ -202,6 +215,54 @@ def worker(app_fixture: str = "celery_astra_app", queues: tuple[str, ...] | None
         embedded.stop()
 
     return worker_fixture
+
+
+def worker_process(app_fixture: str = "celery_astra_app", queues: tuple[str, ...] | None = None,
+                   pool: str | None = None, concurrency: int | None = None) -> Callable:
+    """Build a session fixture running ``celery worker`` in a subprocess for an app fixture: prefork
+    by default (``pool``, ``concurrency``: by default the worker_process_* settings)."""
+
+    @_documented(
+        "A ProcessWorker (session scope): the real `celery worker` command in a subprocess (prefork by "
+        "default), running the app wired to this process's broker vhost and keyspace; ready once it answers "
+        "a ping to its node name; its log is attached to failing tests; never left running.", scope="session")
+    def worker_process_fixture(request: pytest.FixtureRequest):
+        yield from _run_process_worker(request, app_fixture, queues, pool, concurrency)
+
+    return worker_process_fixture
+
+
+def _run_process_worker(request: pytest.FixtureRequest, app_fixture: str, queues, pool=None, concurrency=None):
+    from .process_worker import ProcessWorker
+
+    context = _context(request)
+    settings = context.settings
+    celery_app = request.getfixturevalue(app_fixture)
+    wiring = celery_app.celery_astra_wiring
+    if wiring["broker_mode"] == "memory":
+        _fail_setup(request, ConfigurationError(
+            "pytest-celery-astra: a worker process cannot reach the in-process memory broker; use "
+            "--celery-astra-broker container (or url) with the process worker."))
+    if wiring["app"] is None:
+        _fail_setup(request, ConfigurationError(
+            "pytest-celery-astra: a worker process imports your app by name; set --celery-astra-app "
+            "(ini celery_astra_app) to its module:attribute."))
+    process = ProcessWorker(
+        celery_app, wiring, hostname=node_name(f"{context.run_id}_{context.worker}_{app_fixture}_process"),
+        pool=pool or settings.worker_process_pool, concurrency=concurrency or settings.worker_process_concurrency,
+        queues=settings.queues if queues is None else queues, start_timeout=max(settings.worker_timeout, 60.0),
+        stop_timeout=settings.worker_timeout)
+    try:
+        process.start()
+    except CeleryAstraError as error:
+        _fail_setup(request, error)
+    _uses_database(request, request.config.stash[USES_DATABASE_KEY].get(app_fixture))
+    request.config.stash.setdefault(RUNNING_WORKERS_KEY, []).append(process)
+    try:
+        yield process
+    finally:
+        request.config.stash[RUNNING_WORKERS_KEY].remove(process)
+        process.stop()
 
 
 RUNNING_WORKERS_KEY = pytest.StashKey[list]()

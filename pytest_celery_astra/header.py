@@ -14,8 +14,8 @@ def describe_run(context: RunContext, workers: list[str]) -> list[str]:
     return [
         f"celery-astra broker: {_broker_line(context)}",
         f"celery-astra cassandra: {_cassandra_line(context, workers)}",
-        f"celery-astra worker: pool {settings.describe('worker_pool')}, "
-        f"concurrency {settings.describe('worker_concurrency')}, queues {_queues(context)}, "
+        f"celery-astra worker: {_worker_kind(context)}, "
+        f"queues {_queues(context)}, "
         f"app {settings.describe('app')}, cleanup {settings.describe('cleanup')}, "
         f"reuse containers {settings.describe('reuse_containers')}, run id {context.run_id}",
     ]
@@ -54,3 +54,11 @@ def _queues(context: RunContext) -> str:
     if not extra:
         return "the app's default queue"
     return f"the app's default queue + {','.join(extra)} ({context.settings.sources['queues']})"
+
+
+def _worker_kind(context: RunContext) -> str:
+    settings = context.settings
+    if settings.worker_kind == "process":
+        return (f"process `celery worker` ({settings.sources['worker_kind']}), pool "
+                f"{settings.describe('worker_process_pool')}, concurrency {settings.describe('worker_process_concurrency')}")
+    return f"pool {settings.describe('worker_pool')}, concurrency {settings.describe('worker_concurrency')}"

@@ -19,6 +19,7 @@ from .settings import register_options, settings_from_config
 PUBLIC_FIXTURES = frozenset({
     "celery_astra_database", "celery_astra_cassandra", "celery_astra_app", "celery_astra_worker",
     "celery_astra_cleanup", "celery_astra_broker_url", "celery_astra_sent_tasks", "celery_astra_services",
+    "celery_astra_worker_process",
 })
 
 
@@ -143,6 +144,17 @@ def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object, righ
         outcome.force_result([[f"{left!r} {op} {right!r}", "(pytest-celery-astra: the broker URL's password is masked)"]])
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call):
+    """A failing test gets the log of every worker process running (the thread worker logs to pytest)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for worker in item.config.stash.get(factories.RUNNING_WORKERS_KEY, []):
+            if hasattr(worker, "log_tail"):
+                report.sections.append((f"celery worker process {worker.hostname}", worker.log_tail()))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.stash[RUN_CONTEXT_KEY].settings.astra:
         return
@@ -155,6 +167,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 celery_astra_database = factories.database()
 celery_astra_app = factories.app()
 celery_astra_worker = factories.worker()
+celery_astra_worker_process = factories.worker_process()
 
 
 @pytest.fixture(scope="session")
@@ -276,10 +289,13 @@ def _settle_workers(request: pytest.FixtureRequest) -> None:
     workers = request.config.stash.get(factories.RUNNING_WORKERS_KEY, [])
     if not workers:
         return
-    from .worker import settle_all
+    from .worker import EmbeddedWorker, settle_all
 
     timeout = request.config.stash[RUN_CONTEXT_KEY].settings.worker_timeout
-    for embedded in settle_all(workers, timeout):
+    embedded_workers = [worker for worker in workers if isinstance(worker, EmbeddedWorker)]
+    busy = settle_all(embedded_workers, timeout)
+    busy += [worker for worker in workers if worker not in embedded_workers and not worker.settle(timeout)]
+    for embedded in busy:
         warnings.warn(pytest.PytestWarning(
             f"pytest-celery-astra: a task was still running on {embedded.hostname} {timeout:g} s after the "
             f"test; what it writes may land in the next test (raise --celery-astra-worker-timeout)."))

@@ -12,7 +12,8 @@ from .faults import FaultError
 
 
 def wait_until_recovered(config: pytest.Config, timeout: float, workers: bool = False) -> None:
-    """Each session answers a query, each worker's result backend a read; with ``workers``, each
+    """Each session answers a query and its control connection a schema refresh, each worker's result
+    backend a read; with ``workers``, each
     embedded worker also runs a task (Celery's built-in ``celery.accumulate``) end to end."""
     from . import factories
 
@@ -21,6 +22,9 @@ def wait_until_recovered(config: pytest.Config, timeout: float, workers: bool = 
         if database.session is not None:
             _retry(f"the Cassandra session of {name}", deadline, timeout,
                    lambda db=database: db.session.execute("SELECT release_version FROM system.local", timeout=2))
+            # The driver's control connection (schema metadata, used by create_table) reconnects apart.
+            _retry(f"the Cassandra control connection of {name}", deadline, timeout,
+                   lambda db=database: db.cluster.refresh_keyspace_metadata(db.keyspace))
     running = list(config.stash.get(factories.RUNNING_WORKERS_KEY, []))
     for embedded in running:
         probe_id = f"celery-astra-recovery-{uuid.uuid4().hex}"

@@ -163,6 +163,13 @@ SETTINGS: tuple[Setting, ...] = (
             parse=_choice(*WORKER_POOLS)),
     Setting("worker_concurrency", "Concurrency of the embedded worker (threads pool).", default=1,
             parse=_positive_int),
+    Setting("worker_kind", "What celery_astra_worker runs: thread (an embedded worker in this process) or "
+            "process (the real `celery worker` command in a subprocess).", default="thread",
+            parse=_choice("thread", "process")),
+    Setting("worker_process_pool", "Pool of the worker process: prefork (Celery's default), solo or threads.",
+            default="prefork", parse=_choice("prefork", "solo", "threads")),
+    Setting("worker_process_concurrency", "Child processes (or threads) of the worker process.", default=2,
+            parse=_positive_int),
     Setting("queues", "Extra queues the embedded worker consumes (comma-separated), besides the default.",
             default=(), parse=_name_list),
     Setting("startup_timeout", "Seconds to wait for a container to answer.", default=120.0,

@@ -102,7 +102,7 @@ class _ThreadWorkController(TestWorkController):
     def start(self):
         # current_app is per thread: the worker's own thread always sees the worker's app,
         # whether or not that app is Celery's default.
-        self.app.set_current()
+        _in_worker_thread(self.app, self.hostname)
         try:
             self.blueprint.start(self)
         except WorkerTerminate:
@@ -114,13 +114,19 @@ class _ThreadWorkController(TestWorkController):
             except Exception:
                 pass
 
+    def register_with_event_loop(self, hub):
+        # Runs in the worker thread each time the consumer's event loop (re)starts, also after a
+        # reconnection to the broker (on_consumer_ready runs once only): the one place where adding a
+        # timer to the hub is thread-safe. Without it a reconnected worker would never see its stop event.
+        super().register_with_event_loop(hub)
+        previous = getattr(self, "_wake_entry", None)
+        if previous is not None:
+            previous.cancel()
+        self._wake_entry = hub.call_repeatedly(WAKE_INTERVAL, self.wake)
+
     def on_consumer_ready(self, consumer):
-        # Runs in the worker thread, inside its event loop set-up: the one place
-        # where adding a timer to the hub is thread-safe.
         self.consumer = consumer
-        if consumer.hub is not None:
-            consumer.hub.call_repeatedly(WAKE_INTERVAL, self.wake)
-        else:
+        if consumer.hub is None:  # a transport without an event loop (synloop)
             _shorten_drain_timeout(consumer.connection, self.wake)
         super().on_consumer_ready(consumer)
 
@@ -160,7 +166,33 @@ def _shorten_drain_timeout(connection, wake) -> None:
     connection.drain_events = drain_events
 
 
-def _pool_class(pool: str, app: Celery):
+# The node name of the embedded worker whose thread this is (its own thread, its pool's threads).
+_RUNNING_FOR = threading.local()
+
+
+def _in_worker_thread(app: Celery, hostname: str) -> None:
+    """Mark the calling thread as the worker's: its current_app and the node name its tasks see."""
+    app.set_current()
+    _RUNNING_FOR.hostname = hostname
+
+
+def _task_hostname(task=None, **_kwargs) -> None:
+    """task_prerun: ``self.request.hostname`` is the worker's node name, as under ``celery worker``.
+
+    Celery's CLI worker sets it process-wide (setup_worker_optimizations); a test worker traces tasks
+    with the machine's host name instead, and several embedded workers share one process."""
+    hostname = getattr(_RUNNING_FOR, "hostname", None)
+    if hostname is not None and task is not None:
+        task.request.hostname = hostname
+
+
+def _connect_task_hostname() -> None:
+    from celery import signals
+
+    signals.task_prerun.connect(_task_hostname, weak=False, dispatch_uid="celery-astra-task-hostname")
+
+
+def _pool_class(pool: str, app: Celery, hostname: str):
     """The pool to run: for ``threads``, Celery's thread pool whose threads see ``app`` as current_app.
 
     Celery runs a task through ``trace_task_ret``, which takes the app from current_app of the
@@ -175,7 +207,8 @@ def _pool_class(pool: str, app: Celery):
     class AppThreadPool(TaskPool):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            self.executor = ThreadPoolExecutor(max_workers=self.limit, initializer=app.set_current)
+            self.executor = ThreadPoolExecutor(max_workers=self.limit, initializer=_in_worker_thread,
+                                               initargs=(app, hostname))
 
     return AppThreadPool
 
@@ -231,6 +264,7 @@ class EmbeddedWorker:
     def start(self) -> "EmbeddedWorker":
         started = time.monotonic()
         IN_FLIGHT.connect()
+        _connect_task_hostname()
         self.app.finalize()
         if self.make_default:
             self.app.set_current()
@@ -239,7 +273,8 @@ class EmbeddedWorker:
         # embedded worker would run on the first one's loop and never become ready. Each gets its own.
         set_event_loop(None)
         self.controller = _ThreadWorkController(
-            app=self.app, hostname=self.hostname, pool=_pool_class(self.pool, self.app), concurrency=self.concurrency,
+            app=self.app, hostname=self.hostname, pool=_pool_class(self.pool, self.app, self.hostname),
+            concurrency=self.concurrency,
             loglevel=self.loglevel, logfile=None, ready_callback=None, queues=self.consumed_queues,
             without_heartbeat=True, without_mingle=True, without_gossip=True,
         )

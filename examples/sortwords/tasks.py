@@ -1,6 +1,7 @@
 """The task of DataStax's "Celery with Astra DB" walkthrough, and one that writes the app's own table."""
 
 from celery import Celery
+from celery.signals import worker_process_init
 
 app = Celery("tasks")
 app.config_from_object("celeryconfig")
@@ -35,6 +36,12 @@ def cassandra_session():
             cluster = Cluster(conf.cassandra_servers, port=conf.cassandra_port, **options)
         _session = cluster.connect(conf.cassandra_keyspace)
     return _session
+
+
+@worker_process_init.connect
+def _new_session_after_fork(**_):
+    global _session
+    _session = None  # the next cassandra_session() connects in this child
 
 
 @app.task

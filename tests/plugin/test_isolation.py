@@ -26,6 +26,16 @@ def slow(n):
 def billing_slow(n):
     time.sleep(0.05)
     return n
+
+
+@app.task(name="myapp.node", bind=True)
+def node(self):
+    return self.request.hostname
+
+
+@billing.task(name="billing.node", bind=True)
+def billing_node(self):
+    return self.request.hostname
 '''
 CONFTEST = '''
 from pytest_celery_astra import factories
@@ -79,6 +89,13 @@ class TestSendAndForget:
             assert db.session.execute(f"SELECT * FROM {db.result_table}").one() is None
 
 
+def test_each_task_sees_its_own_workers_node_name(celery_astra_worker, billing_worker):
+    from myapp import billing_node, node
+    assert node.delay().get(timeout=30) == celery_astra_worker.hostname
+    assert billing_node.delay().get(timeout=30) == billing_worker.hostname
+    assert celery_astra_worker.hostname != billing_worker.hostname
+
+
 def test_countdowns_still_run_after_held_ones_were_cancelled(celery_astra_worker):
     assert slow.apply_async((5,), countdown=0.2).get(timeout=30) == 5
 
@@ -97,5 +114,5 @@ def test_nothing_crosses_from_one_test_to_the_next(pytester, xdist):
     pytester.makeconftest(CONFTEST)
     (pytester.path / "pytest.ini").write_text("[pytest]\ncelery_astra_app = myapp:app\npythonpath = .\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", *xdist, timeout=300)
-    result.assert_outcomes(passed=8)
+    result.assert_outcomes(passed=9)
     assert containers_of_run(run_id_of(result)) == []

@@ -149,3 +149,7 @@ def test_faults_are_skipped_with_the_reason_under_xdist(pytester):
     result.assert_outcomes(skipped=2)
     result.stdout.fnmatch_lines(["*celery_astra_services faults the run's containers, which every xdist worker shares*"])
     assert_nothing_left(result)
+
+
+def test_the_fork_safe_pattern_is_the_examples_own_code():
+    assert snippets("forksafe")["tasks.py"] in (EXAMPLE / "tasks.py").read_text()

@@ -1,0 +1,201 @@
+"""A real ``celery worker`` process (prefork by default), wired to the test broker and Cassandra.
+
+The walkthrough's ``celery -A tasks worker`` and production run the prefork pool, where what breaks only
+there breaks: a driver Session created before the fork, results pickled across processes,
+``worker_process_init`` hooks. The command is Celery's own, with ``-A pytest_celery_astra.process_app``
+(the user's app, wired as in the test process). Ready once it answers a ping addressed to its node name;
+stopped with a warm shutdown, then its whole process group is killed; it dies with pytest (Linux
+parent-death signal, and its own process group removed at the end).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .errors import EmbeddedWorkerError
+
+LOG_TAIL_LINES = 60
+# Names the private JSON file process_app.py wires the app from.
+CONFIG_ENV = "CELERY_ASTRA_PROCESS_CONFIG"
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: SIGTERM this process when the pytest process that started it dies (even by SIGKILL)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - not Linux: the process group is still removed at the end
+        pass
+
+
+class ProcessWorker:
+    """``celery worker`` in a subprocess, for one app fixture of this pytest process."""
+
+    def __init__(self, app, wiring: dict, hostname: str, pool: str = "prefork", concurrency: int = 2,
+                 queues: tuple[str, ...] = (), start_timeout: float = 60.0, stop_timeout: float = 20.0):
+        self.app = app
+        self.wiring = wiring
+        self.hostname = hostname
+        self.pool = pool
+        self.concurrency = concurrency
+        self.queues = queues
+        self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
+        self.process: subprocess.Popen | None = None
+        self.directory: Path | None = None
+        self.seconds_to_start: float | None = None
+        self.seconds_to_stop: float | None = None
+        self.failure_reported = False
+
+    def __repr__(self) -> str:
+        alive = self.process is not None and self.process.poll() is None
+        return f"ProcessWorker({self.hostname!r}, pool={self.pool!r}, concurrency={self.concurrency}, alive={alive})"
+
+    @property
+    def consumed_queues(self) -> list[str]:
+        default = self.app.conf.task_default_queue
+        return [default, *[queue for queue in self.queues if queue != default]]
+
+    @property
+    def log_path(self) -> Path | None:
+        return None if self.directory is None else self.directory / "worker.log"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "celery", "-A", "pytest_celery_astra.process_app", "worker",
+                "--pool", self.pool, "--concurrency", str(self.concurrency), "--hostname", self.hostname,
+                "--queues", ",".join(self.consumed_queues), "--loglevel", "INFO",
+                "--without-heartbeat", "--without-mingle", "--without-gossip"]
+
+    def start(self) -> "ProcessWorker":
+        started = time.monotonic()
+        self.directory = Path(tempfile.mkdtemp(prefix="pytest-celery-astra-worker-"))  # 0700
+        config = self.directory / "config.json"
+        config.touch(mode=0o600)
+        config.write_text(json.dumps(self.wiring))  # holds the broker and Cassandra passwords: private
+        env = {**os.environ, CONFIG_ENV: str(config),
+               # the user's modules are importable here through pytest's pythonpath / rootdir insertion
+               "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
+        env.pop("PYTEST_XDIST_WORKER", None)  # the worker is not a test process
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                start_new_session=True, preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+        deadline = started + self.start_timeout
+        try:
+            while not self._answers_ping():
+                if self.process.poll() is not None:
+                    raise EmbeddedWorkerError(
+                        f"pytest-celery-astra: the worker process ({' '.join(self.command()[3:6])}) exited with "
+                        f"{self.process.returncode} while starting; its log:\n{self.log_tail()}")
+                if time.monotonic() > deadline:
+                    raise EmbeddedWorkerError(
+                        f"pytest-celery-astra: the worker process {self.hostname} did not answer a ping within "
+                        f"{self.start_timeout:g} s; raise --celery-astra-worker-timeout. Its log:\n{self.log_tail()}")
+        except BaseException:
+            self._kill_group()
+            raise
+        finally:
+            config.unlink(missing_ok=True)  # read at start (the children inherit it); no secret left on disk
+        self.app.celery_astra_health_check = self.check
+        self.seconds_to_start = time.monotonic() - started
+        return self
+
+    def _answers_ping(self) -> bool:
+        try:
+            replies = self.app.control.ping(destination=[self.hostname], timeout=0.25)
+        except Exception:  # noqa: BLE001 - the broker connection is not up yet either
+            time.sleep(0.1)
+            return False
+        return any(self.hostname in reply for reply in replies or ())
+
+    def settle(self, timeout: float) -> bool:
+        """Purge the worker's queues, then wait until it runs and holds nothing (tasks held for an ETA
+        are revoked): what a test sent never runs during the next one."""
+        if self.process is None or self.process.poll() is not None:
+            return True
+        with self.app.connection_for_write() as connection:
+            for queue in self.consumed_queues:
+                try:
+                    connection.default_channel.queue_purge(queue)
+                except Exception:  # noqa: BLE001 - a queue nobody declared: nothing to purge
+                    connection.close()
+        inspect = self.app.control.inspect(destination=[self.hostname], timeout=1.0)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            running = [task for tasks in (inspect.active() or {}).values() for task in tasks]
+            reserved = [task for tasks in (inspect.reserved() or {}).values() for task in tasks]
+            held = [task["request"]["id"] for tasks in (inspect.scheduled() or {}).values() for task in tasks]
+            if held:
+                self.app.control.revoke(held, destination=[self.hostname])
+            if not running and not reserved and not held:
+                return True
+            time.sleep(0.01)
+        return False
+
+    def check(self) -> None:
+        """Raise :class:`EmbeddedWorkerError` with its log if the worker process died."""
+        if self.process is not None and self.process.poll() is not None:
+            self.failure_reported = True
+            raise EmbeddedWorkerError(
+                f"pytest-celery-astra: the worker process {self.hostname} exited with {self.process.returncode}; "
+                f"its log:\n{self.log_tail()}")
+
+    def check_unreported(self) -> None:
+        if not self.failure_reported:
+            self.check()
+
+    def stop(self) -> None:
+        """Warm shutdown (SIGTERM: running tasks finish), then the whole process group is killed."""
+        if self.process is None:
+            return
+        started = time.monotonic()
+        self.app.celery_astra_health_check = None
+        try:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
+                # The worker notices the signal's flag only when its event loop wakes, which an idle
+                # worker does every ~10 s; a control message addressed to it wakes it at once.
+                try:
+                    self.app.control.ping(destination=[self.hostname], timeout=0.05)
+                except Exception:  # noqa: BLE001 - the broker is gone: the timeout below still bounds it
+                    pass
+                try:
+                    self.process.wait(self.stop_timeout)
+                except subprocess.TimeoutExpired:
+                    pass
+        finally:
+            self._kill_group()
+            self.seconds_to_stop = time.monotonic() - started
+            if self.directory is not None:
+                shutil.rmtree(self.directory, ignore_errors=True)
+            self.process = None
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        from .masking import mask_text
+
+        if self.log_path is None or not self.log_path.exists():
+            return "(no log)"
+        text = self.log_path.read_text(errors="replace")
+        target = self.wiring.get("target", {})
+        return mask_text("\n".join(text.splitlines()[-lines:]), [target.get("password")])
+
+    def _kill_group(self) -> None:
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)  # the prefork children too
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            pass

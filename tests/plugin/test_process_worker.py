@@ -1,0 +1,117 @@
+"""The real `celery worker` command as the test worker: the example suite unchanged, 200 tasks over 2
+prefork children, fork safety with and without the documented pattern, its log on failure, start and
+stop times. Real RabbitMQ and Cassandra containers, pytest in a subprocess."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.plugin.test_plugin import containers_of_run, run_id_of
+
+pytestmark = pytest.mark.usefixtures("container_engine")
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sortwords"
+
+FORKY_APP = '''
+import os
+
+from celery import Celery
+from celery.signals import worker_init, worker_process_init
+
+app = Celery("forky")
+session = None
+
+
+def connect():
+    from cassandra.cluster import Cluster
+
+    conf = app.conf
+    cluster = Cluster(conf.cassandra_servers, port=conf.cassandra_port, **(conf.cassandra_options or {}))
+    return cluster.connect(conf.cassandra_keyspace)
+
+
+@worker_init.connect
+def connect_in_the_parent(**_):
+    """As many apps do: one Session for the worker, made before the pool forks its children."""
+    global session
+    session = connect()
+
+
+if os.environ.get("FORKY_SAFE"):
+    @worker_process_init.connect
+    def _new_session_after_fork(**_):
+        global session
+        session = None
+
+
+@app.task(name="forky.write")
+def write(n):
+    global session
+    if session is None:
+        session = connect()
+    session.execute("INSERT INTO forky_rows (n, pid) VALUES (%s, %s)", (n, os.getpid()), timeout=5)
+    return os.getpid()
+'''
+
+FORKY_TESTS = '''
+import pytest
+from forky import write
+
+
+@pytest.fixture(scope="session")
+def rows(celery_astra_database):
+    celery_astra_database.create_table("forky_rows", cql="CREATE TABLE forky_rows (n int PRIMARY KEY, pid int)")
+    return celery_astra_database.session
+
+
+def test_two_hundred_tasks_over_two_children(rows, celery_astra_worker_process):
+    assert celery_astra_worker_process.pool == "prefork" and celery_astra_worker_process.concurrency == 2
+    results = [write.delay(n) for n in range(200)]
+    pids = {result.get(timeout=20) for result in results}   # without the pattern the first never comes
+    assert len(pids) == 2, pids                       # both children ran tasks
+    assert rows.execute("SELECT COUNT(*) FROM forky_rows").one()[0] == 200
+    print(f"PROCESS-WORKER started in {celery_astra_worker_process.seconds_to_start:.2f} s")
+'''
+
+
+def run(project, *args, env=None, timeout=600):
+    import os
+
+    completed = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-s", *args], cwd=project,
+                               capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    return completed.returncode, completed.stdout + completed.stderr
+
+
+def forky_project(pytester):
+    pytester.makepyfile(forky=FORKY_APP, test_forky=FORKY_TESTS)
+    (pytester.path / "pytest.ini").write_text("[pytest]\ncelery_astra_app = forky:app\npythonpath = .\n")
+    return pytester.path
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["n0", "n2"])
+def test_the_example_suite_runs_unchanged_against_celery_worker_processes(xdist):
+    # The fault tests look at the embedded worker's in-process state; everything else runs as is.
+    code, output = run(EXAMPLE, "--celery-astra-worker-kind", "process", "-k", "not faults", *xdist)
+    assert code == 0, output
+    assert "process `celery worker` (option --celery-astra-worker-kind), pool prefork (default)" in output
+    assert re.search(r"\b11 passed", output), output
+    run_id = re.search(r"run id (\w+)", output).group(1)
+    assert containers_of_run(run_id) == []
+    processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert "pytest_celery_astra.process_app" not in processes   # no worker process left
+
+
+def test_fork_safety_with_the_documented_pattern(pytester):
+    code, output = run(forky_project(pytester), env={"FORKY_SAFE": "1"})
+    assert code == 0, output
+    print(re.search(r"PROCESS-WORKER .*", output).group(0))
+
+
+def test_without_the_pattern_a_session_made_before_the_fork_fails_in_the_children(pytester):
+    code, output = run(forky_project(pytester), "-x", env={"FORKY_SAFE": ""}, timeout=900)
+    assert code == 1, output
+    # In the child the driver's I/O thread is gone: the query never returns, and neither does the result.
+    assert re.search(r"OperationTimedOut|NoHostAvailable|TimeoutError", output), output
+    assert "celery worker process celery_astra_" in output   # the worker's log, attached to the failure
