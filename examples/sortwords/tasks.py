@@ -38,12 +38,6 @@ def cassandra_session():
     return _session
 
 
-@worker_process_init.connect
-def _new_session_after_fork(**_):
-    global _session
-    _session = None  # the next cassandra_session() connects in this child
-
-
 @app.task
 def storeSortedWords(text):  # noqa: N802
     """Sort ``text`` and keep it in the app's own table ``sorted_words``."""
@@ -51,3 +45,9 @@ def storeSortedWords(text):  # noqa: N802
     cassandra_session().execute(
         "INSERT INTO sorted_words (text, sorted) VALUES (%s, %s)", (text, sorted_text))
     return sorted_text
+
+
+@worker_process_init.connect
+def _new_session_after_fork(**_):
+    global _session
+    _session = None  # the next cassandra_session() connects in this child
