@@ -115,3 +115,49 @@ def test_without_the_pattern_a_session_made_before_the_fork_fails_in_the_childre
     # In the child the driver's I/O thread is gone: the query never returns, and neither does the result.
     assert re.search(r"OperationTimedOut|NoHostAvailable|TimeoutError", output), output
     assert "celery worker process celery_astra_" in output   # the worker's log, attached to the failure
+
+
+def test_the_worker_process_dies_with_a_killed_pytest(pytester):
+    """SIGKILL (OOM killer, a dying CI runner) skips every teardown: the parent-death signal still ends it."""
+    import os
+    import signal
+    import time
+
+    project = forky_project(pytester)
+    (project / "test_forky.py").write_text(
+        "import os, time\n"
+        "from pathlib import Path\n\n"
+        "def test_waits(celery_astra_worker_process):\n"
+        "    Path(os.environ['READY_FILE']).write_text(str(celery_astra_worker_process.process.pid))\n"
+        "    time.sleep(300)\n")
+    ready = project / "ready"
+    process = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider"], cwd=project,
+                               env={**os.environ, "READY_FILE": str(ready), "FORKY_SAFE": "1"},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists():
+            assert time.monotonic() < deadline and process.poll() is None, "the worker process never started"
+            time.sleep(0.1)
+        worker_pid = int(ready.read_text())
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        deadline = time.monotonic() + 15
+        while _alive(worker_pid):
+            assert time.monotonic() < deadline, "the worker process outlived the killed pytest"
+            time.sleep(0.1)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    # The killed run's containers: the next run on this host removes them, and says so.
+    code, output = run(project, "--collect-only", "-q", "-p", "no:randomly")
+    assert "removed what killed earlier runs left" in output or "reaped what killed runs left" in output, output
+
+
+def _alive(pid: int) -> bool:
+    """Exists and is not a zombie (an orphan is reaped by whoever adopted it, maybe later)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
