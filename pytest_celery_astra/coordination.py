@@ -137,9 +137,8 @@ def warn_reaped(removed: list[str]) -> None:
             "pytest-celery-astra: removed what killed earlier runs left: " + "; ".join(removed)))
 
 
-def dead_runs_left(keep: Path | None = None) -> bool:
-    """Whether a killed run on this host left its state directory (a cheap look at the temp directory,
-    asking no container engine)."""
+def _dead_state_directories(keep: Path | None) -> Iterator[tuple[Path, Owner]]:
+    """State directories (and bundle copies) in the temp directory whose owner, on this host, is gone."""
     for directory in Path(tempfile.gettempdir()).glob(f"{STATE_PREFIX}*"):
         if directory == keep or not directory.is_dir():
             continue
@@ -148,8 +147,13 @@ def dead_runs_left(keep: Path | None = None) -> bool:
         except (OSError, ValueError, TypeError):
             continue
         if owner.is_provably_gone():
-            return True
-    return False
+            yield directory, owner
+
+
+def dead_runs_left(keep: Path | None = None) -> bool:
+    """Whether a killed run on this host left its state directory (a cheap look at the temp directory,
+    asking no container engine)."""
+    return next(_dead_state_directories(keep), None) is not None
 
 
 def reap_dead_runs(keep: Path | None = None) -> list[str]:
@@ -158,24 +162,17 @@ def reap_dead_runs(keep: Path | None = None) -> list[str]:
     Containers kept for reuse are left alone, and so is anything of a live run or of another host.
     """
     removed: list[str] = []
-    for directory in Path(tempfile.gettempdir()).glob(f"{STATE_PREFIX}*"):
-        if directory == keep or not directory.is_dir():
-            continue
-        try:
-            owner = Owner(**json.loads((directory / "owner.json").read_text()))
-        except (OSError, ValueError, TypeError):
-            continue
-        if owner.is_provably_gone():
-            dead_run = directory.name[len(STATE_PREFIX):]
-            for record in directory.glob("*.json"):
-                try:
-                    data = json.loads(record.read_text())
-                except (OSError, ValueError):
-                    continue
-                if data.get("keep") and data.get("name") == "rabbitmq" and not _forget_run_in_kept_broker(data, dead_run):
-                    removed.append(f"virtual hosts of run {dead_run} in the kept {data.get('name')} container")
-            shutil.rmtree(directory, ignore_errors=True)
-            removed.append(f"state directory {directory} ({owner.describe()})")
+    for directory, owner in list(_dead_state_directories(keep)):
+        dead_run = directory.name[len(STATE_PREFIX):]
+        for record in directory.glob("*.json"):
+            try:
+                data = json.loads(record.read_text())
+            except (OSError, ValueError):
+                continue
+            if data.get("keep") and data.get("name") == "rabbitmq" and not _forget_run_in_kept_broker(data, dead_run):
+                removed.append(f"virtual hosts of run {dead_run} in the kept {data.get('name')} container")
+        shutil.rmtree(directory, ignore_errors=True)
+        removed.append(f"state directory {directory} ({owner.describe()})")
     for container_id, name, owner in owned_containers():
         if owner.is_provably_gone():
             try:

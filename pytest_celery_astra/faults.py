@@ -118,19 +118,27 @@ class ServiceHandle:
 
     def _wait_ready(self) -> None:
         probe = READINESS_PROBES[self.service.name]
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                probe(self.service.host, self.service.port)
-                break
-            except Exception as error:  # not back yet
-                if time.monotonic() > deadline:
-                    raise FaultError(
-                        f"pytest-celery-astra: the {self.kind} did not answer within {self.timeout:g} s after "
-                        f"the fault ({str(error).splitlines()[0]}); raise --celery-astra-startup-timeout.") from None
-                time.sleep(0.1)
+        retry_until(
+            time.monotonic() + self.timeout, lambda: probe(self.service.host, self.service.port),
+            lambda error: f"pytest-celery-astra: the {self.kind} did not answer within {self.timeout:g} s after "
+                          f"the fault ({str(error).splitlines()[0]}); raise --celery-astra-startup-timeout.",
+            pause=0.1)
         if self.on_back is not None:
             self.on_back()
+
+
+def retry_until(deadline: float, attempt: Callable[[], object], failure: Callable[[Exception], str],
+                pause: float) -> None:
+    """Call ``attempt`` until it raises nothing; past ``deadline``, raise :class:`FaultError` with
+    ``failure(last error)``."""
+    while True:
+        try:
+            attempt()
+            return
+        except Exception as error:  # not back yet
+            if time.monotonic() > deadline:
+                raise FaultError(failure(error)) from None
+            time.sleep(pause)
 
 
 class Services:

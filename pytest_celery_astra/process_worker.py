@@ -122,12 +122,9 @@ class ProcessWorker:
         are revoked): what a test sent never runs during the next one."""
         if self.process is None or self.process.poll() is not None:
             return True
-        with self.app.connection_for_write() as connection:
-            for queue in self.consumed_queues:
-                try:
-                    connection.default_channel.queue_purge(queue)
-                except Exception:  # noqa: BLE001 - a queue nobody declared: nothing to purge
-                    connection.close()
+        from .worker import purge_queues
+
+        purge_queues(self.app, self.consumed_queues)
         inspect = self.app.control.inspect(destination=[self.hostname], timeout=1.0)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from .faults import FaultError
+from .faults import retry_until
 
 
 def wait_until_recovered(config: pytest.Config, timeout: float, workers: bool = False) -> None:
@@ -44,13 +44,6 @@ def wait_until_recovered(config: pytest.Config, timeout: float, workers: bool = 
 
 
 def _retry(what: str, deadline: float, timeout: float, attempt) -> None:
-    while True:
-        try:
-            attempt()
-            return
-        except Exception as error:  # not recovered yet
-            if time.monotonic() > deadline:
-                raise FaultError(
-                    f"pytest-celery-astra: {what} did not recover within {timeout:g} s after the fault "
-                    f"({str(error).splitlines()[0][:200]}); the next tests would fail, so this one does.") from None
-            time.sleep(0.2)
+    retry_until(deadline, attempt, lambda error: (
+        f"pytest-celery-astra: {what} did not recover within {timeout:g} s after the fault "
+        f"({str(error).splitlines()[0][:200]}); the next tests would fail, so this one does."), pause=0.2)

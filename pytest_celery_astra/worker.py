@@ -213,6 +213,16 @@ def _pool_class(pool: str, app: Celery, hostname: str):
     return AppThreadPool
 
 
+def purge_queues(app: Celery, queues: list[str]) -> None:
+    """Drop the messages waiting in ``queues`` on ``app``'s broker (a worker's, between tests)."""
+    with app.connection_for_write() as connection:
+        for queue in queues:
+            try:
+                connection.default_channel.queue_purge(queue)
+            except Exception:  # noqa: BLE001 - a queue nobody declared: nothing to purge
+                connection.close()
+
+
 def settle_all(workers: list, timeout: float) -> list:
     """Settle every running embedded worker (see :meth:`EmbeddedWorker.settle`); return those still busy.
 
@@ -304,12 +314,7 @@ class EmbeddedWorker:
         Returns False if a task was still running at the deadline."""
         if self.thread is None or not self.thread.is_alive() or self.controller is None:
             return True
-        with self.app.connection_for_write() as connection:
-            for queue in self.consumed_queues:
-                try:
-                    connection.default_channel.queue_purge(queue)
-                except Exception:  # noqa: BLE001 - a queue nobody declared: nothing to purge
-                    connection.close()
+        purge_queues(self.app, self.consumed_queues)
         deadline = time.monotonic() + timeout
         while True:
             while worker_state.active_requests or worker_state.reserved_requests:
