@@ -16,43 +16,55 @@ REFUSED_WRITE_CONSISTENCY = ("ONE", "ANY", "LOCAL_ONE")
 
 
 def check_astra_settings(settings: Settings) -> None:
-    """Raise :class:`pytest.UsageError` naming the first missing or invalid Astra setting."""
-    def fail(message: str) -> None:
-        raise pytest.UsageError(f"pytest-celery-astra (--astra): {message}")
-
+    """Raise :class:`pytest.UsageError` naming the first missing or invalid Astra setting. A bundle still
+    to be downloaded (``--astra-db-id``) is checked by :func:`check_bundle` once it is there."""
     bundle = settings.astra_bundle
-    if bundle is None:
-        fail("no secure connect bundle given; set --astra-bundle or ASTRA_DB_SECURE_BUNDLE_PATH "
-             "to the zip downloaded from the Astra console.")
+    if bundle is None and settings.astra_db_id is not None:
+        if settings.astra_token is None:
+            _fail("downloading the bundle for --astra-db-id (ASTRA_DB_ID) needs an application token; set "
+                  "--astra-token or ASTRA_DB_APPLICATION_TOKEN, or set --astra-bundle to a downloaded bundle.")
+    elif bundle is None:
+        _fail("no secure connect bundle given; set --astra-bundle or ASTRA_DB_SECURE_BUNDLE_PATH "
+              "to the zip downloaded from the Astra console, or --astra-db-id (ASTRA_DB_ID) to download it.")
+    else:
+        check_bundle(bundle)
+    has_client = settings.astra_client_id is not None or settings.astra_client_secret is not None
+    if settings.astra_token is None and not has_client:
+        _fail("no credentials given; set --astra-token or ASTRA_DB_APPLICATION_TOKEN (an AstraCS:... token), "
+             "or --astra-client-id and --astra-client-secret.")
+    if settings.astra_token is not None:
+        if not str(settings.astra_token).startswith("AstraCS:"):
+            _fail("the application token does not start with 'AstraCS:'; set --astra-token "
+                 "(ASTRA_DB_APPLICATION_TOKEN) to the token generated in the Astra console.")
+    elif settings.astra_client_id is None or settings.astra_client_secret is None:
+        _fail("a client id needs its client secret and the reverse; set both --astra-client-id "
+             "(ASTRA_DB_CLIENT_ID) and --astra-client-secret (ASTRA_DB_CLIENT_SECRET).")
+    if settings.astra_keyspace is None:
+        _fail("no keyspace given; set --astra-keyspace or ASTRA_DB_KEYSPACE to an existing keyspace "
+             "of the database (Astra does not create keyspaces through CQL).")
+    if settings.write_consistency in REFUSED_WRITE_CONSISTENCY:
+        _fail(f"Astra DB refuses writes at {settings.write_consistency}; set --celery-astra-write-consistency "
+             f"to LOCAL_QUORUM.")
+
+
+def _fail(message: str) -> None:
+    raise pytest.UsageError(f"pytest-celery-astra (--astra): {message}")
+
+
+def check_bundle(bundle: str) -> None:
+    """Raise :class:`pytest.UsageError` unless ``bundle`` is a secure connect bundle."""
     if not os.path.isfile(bundle):
-        fail(f"the secure connect bundle {bundle!r} does not exist; fix --astra-bundle "
-             f"(ASTRA_DB_SECURE_BUNDLE_PATH).")
+        _fail(f"the secure connect bundle {bundle!r} does not exist; fix --astra-bundle "
+              f"(ASTRA_DB_SECURE_BUNDLE_PATH).")
     try:
         with zipfile.ZipFile(bundle) as archive:
             missing = [name for name in BUNDLE_FILES if name not in archive.namelist()]
     except zipfile.BadZipFile:
-        fail(f"{bundle!r} is not a zip file, so not a secure connect bundle; download it again from the "
-             f"Astra console and fix --astra-bundle (ASTRA_DB_SECURE_BUNDLE_PATH).")
+        _fail(f"{bundle!r} is not a zip file, so not a secure connect bundle; download it again from the "
+              f"Astra console and fix --astra-bundle (ASTRA_DB_SECURE_BUNDLE_PATH).")
     if missing:
-        fail(f"{bundle!r} lacks {', '.join(missing)}, so it is not a secure connect bundle; fix --astra-bundle "
-             f"(ASTRA_DB_SECURE_BUNDLE_PATH).")
-    has_client = settings.astra_client_id is not None or settings.astra_client_secret is not None
-    if settings.astra_token is None and not has_client:
-        fail("no credentials given; set --astra-token or ASTRA_DB_APPLICATION_TOKEN (an AstraCS:... token), "
-             "or --astra-client-id and --astra-client-secret.")
-    if settings.astra_token is not None:
-        if not str(settings.astra_token).startswith("AstraCS:"):
-            fail("the application token does not start with 'AstraCS:'; set --astra-token "
-                 "(ASTRA_DB_APPLICATION_TOKEN) to the token generated in the Astra console.")
-    elif settings.astra_client_id is None or settings.astra_client_secret is None:
-        fail("a client id needs its client secret and the reverse; set both --astra-client-id "
-             "(ASTRA_DB_CLIENT_ID) and --astra-client-secret (ASTRA_DB_CLIENT_SECRET).")
-    if settings.astra_keyspace is None:
-        fail("no keyspace given; set --astra-keyspace or ASTRA_DB_KEYSPACE to an existing keyspace "
-             "of the database (Astra does not create keyspaces through CQL).")
-    if settings.write_consistency in REFUSED_WRITE_CONSISTENCY:
-        fail(f"Astra DB refuses writes at {settings.write_consistency}; set --celery-astra-write-consistency "
-             f"to LOCAL_QUORUM.")
+        _fail(f"{bundle!r} lacks {', '.join(missing)}, so it is not a secure connect bundle; fix --astra-bundle "
+              f"(ASTRA_DB_SECURE_BUNDLE_PATH).")
 
 
 def stale_tables(cluster, keyspace: str, run_id: str, include_old: bool,

@@ -28,15 +28,20 @@ class BrokerChoice:
     """The broker mode chosen at configure time, and why (for the report header)."""
 
     mode: str          # "container", "url" or "memory"
-    kind: str | None   # "rabbitmq" or "redis" in container mode
+    kind: str | None   # "rabbitmq" or "redis" in container mode: the first of ``kinds``
     reason: str
+    kinds: tuple[str, ...] = ()  # container mode: every broker a worker test runs against, once each
 
-    def container_spec(self, settings: Settings) -> ContainerSpec | None:
+    def container_specs(self, settings: Settings) -> list[ContainerSpec]:
         if self.mode != "container":
-            return None
-        if self.kind == "redis":
-            return redis_spec(settings.redis_image)
-        return rabbitmq_spec(settings.rabbitmq_image)
+            return []
+        return [redis_spec(settings.redis_image) if kind == "redis" else rabbitmq_spec(settings.rabbitmq_image)
+                for kind in self.kinds]
+
+
+def _container_choice(settings: Settings, reason: str) -> BrokerChoice:
+    kinds = tuple(settings.broker_kind.split(","))
+    return BrokerChoice("container", kinds[0], reason, kinds)
 
 
 def choose_broker(settings: Settings, probe: EngineProbe | None) -> BrokerChoice:
@@ -44,13 +49,14 @@ def choose_broker(settings: Settings, probe: EngineProbe | None) -> BrokerChoice
     mode = settings.broker
     if mode == "url" and settings.broker_url is None:
         raise ValueError("broker mode url needs --celery-astra-broker-url (env CELERY_ASTRA_BROKER_URL)")
+    if mode == "container":
+        return _container_choice(settings, settings.sources["broker"])
     if mode != "auto":
-        return BrokerChoice(mode, settings.broker_kind if mode == "container" else None,
-                            f"{settings.sources['broker']}")
+        return BrokerChoice(mode, None, settings.sources["broker"])
     if settings.broker_url is not None:
         return BrokerChoice("url", None, f"auto: a URL is given ({settings.sources['broker_url']})")
     if probe is not None and probe.answers:
-        return BrokerChoice("container", settings.broker_kind, f"auto: a container engine answers at {probe.docker_host}")
+        return _container_choice(settings, f"auto: a container engine answers at {probe.docker_host}")
     detail = probe.detail if probe is not None else "not probed"
     return BrokerChoice("memory", None, f"auto: no container engine answers ({detail})")
 
@@ -101,8 +107,9 @@ def check_broker_answers(url: str, transport_options: dict, timeout: float = 5.0
 
 
 def worker_broker_url(choice: BrokerChoice, settings: Settings, service: RunningService | None,
-                      worker: str, run_id: str = "") -> tuple[str, dict]:
-    """The URL and transport options one xdist worker uses; its queues are its own.
+                      worker: str, run_id: str = "", kind: str | None = None) -> tuple[str, dict]:
+    """The URL and transport options one xdist worker uses on the broker of ``kind`` (container mode;
+    by default the first); its queues are its own.
 
     A kept (reused) RabbitMQ may serve other runs at the same time: the vhost then carries the run id.
     """
@@ -112,7 +119,7 @@ def worker_broker_url(choice: BrokerChoice, settings: Settings, service: Running
         url = str(settings.broker_url).replace("{worker}", worker).replace("{run}", run_id)
         return url, (redis_isolation(run_id, worker) if is_redis_url(url) else {})
     assert service is not None
-    if choice.kind == "redis":
+    if (kind or choice.kind) == "redis":
         return f"redis://{service.host}:{service.port}/0", redis_isolation(run_id, worker)
     vhost = vhost_name(worker, run_id if settings.reuse_containers else None)
     ensure_vhost(service.container_id, vhost)

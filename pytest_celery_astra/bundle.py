@@ -21,11 +21,16 @@ from .owner import Owner
 PREFIX = "pytest-celery-astra-bundle-"  # starts like a state directory: reaped the same way
 
 
-def private_copy(bundle: str) -> Path:
-    """Copy ``bundle`` into a new private directory; return the copy's absolute path."""
+def private_directory() -> Path:
+    """A new private (0700) directory for this process's bundle, marked with its owner."""
     directory = Path(tempfile.mkdtemp(prefix=PREFIX))  # mode 0700
     (directory / "owner.json").write_text(json.dumps(dataclasses.asdict(Owner.this_process())))
-    copy = directory / "secure-connect-bundle.zip"
+    return directory
+
+
+def private_copy(bundle: str) -> Path:
+    """Copy ``bundle`` into a new private directory; return the copy's absolute path."""
+    copy = private_directory() / "secure-connect-bundle.zip"
     shutil.copyfile(bundle, copy)
     copy.chmod(0o600)
     return copy

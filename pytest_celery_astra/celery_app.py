@@ -97,3 +97,13 @@ def close_backend(app: Celery) -> None:
     if cluster is not None:
         cluster.shutdown()
     _forget_cached_backend(app)
+
+
+def close_broker_pools(app: Celery) -> None:
+    """Close the app's broker connections and forget its pools: set up again (the next broker of
+    --celery-astra-broker-kind rabbitmq,redis), the app then connects to its new broker URL."""
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._pool = None
+    if "amqp" in app.__dict__:  # a cached_property: only when already made
+        app.amqp._producer_pool = None

@@ -17,7 +17,7 @@ from typing import Callable
 import pytest
 
 from .broker import check_broker_answers, worker_broker_url
-from .celery_app import close_backend, configure_app, load_app
+from .celery_app import close_backend, close_broker_pools, configure_app, load_app
 from .coordination import warn_reaped
 from .database import TestDatabase
 from .errors import CeleryAstraError, ConfigurationError
@@ -131,7 +131,7 @@ def app(reference: str | None = None, database_fixture: str = "celery_astra_data
         "The Celery app (session scope) wired to the test broker and to the Cassandra result backend "
         "(keyspace, table, consistency, auth); the user's app when --celery-astra-app names one, its "
         "other settings kept.", scope="session")
-    def app_fixture(request: pytest.FixtureRequest):
+    def app_fixture(request: pytest.FixtureRequest, celery_astra_broker_kind):
         context = _context(request)
         try:
             # Checked before any container starts: a wrong app path or broker URL costs no start-up.
@@ -150,8 +150,8 @@ def app(reference: str | None = None, database_fixture: str = "celery_astra_data
             services = context.start_services()
             if context.broker.mode != "url":
                 url, transport_options = worker_broker_url(
-                    context.broker, context.settings, services.get(context.broker.kind or ""), context.worker,
-                    context.run_id)
+                    context.broker, context.settings, services.get(celery_astra_broker_kind or ""), context.worker,
+                    context.run_id, celery_astra_broker_kind)
         except CeleryAstraError as error:
             _fail_setup(request, error)
         _uses_database(request, database_fixture)
@@ -175,7 +175,7 @@ def app(reference: str | None = None, database_fixture: str = "celery_astra_data
             "default_queue": celery_app.conf.task_default_queue, "broker_mode": context.broker.mode}
         yield celery_app
         _teardown_step("closing the result backend's Cassandra connection", lambda: close_backend(celery_app))
-        _teardown_step("closing the broker connection pool", lambda: celery_app.pool.force_close_all())
+        _teardown_step("closing the broker connection pool", lambda: close_broker_pools(celery_app))
 
     return app_fixture
 
@@ -190,7 +190,7 @@ def worker(app_fixture: str = "celery_astra_app", queues: tuple[str, ...] | None
     @_documented(
         "An EmbeddedWorker (session scope): a Celery worker in a thread of this process running the "
         "app's tasks; a worker that dies fails the test with its cause.", scope="session")
-    def worker_fixture(request: pytest.FixtureRequest):
+    def worker_fixture(request: pytest.FixtureRequest, celery_astra_broker_kind):
         from .worker import EmbeddedWorker
 
         context = _context(request)
@@ -226,7 +226,7 @@ def worker_process(app_fixture: str = "celery_astra_app", queues: tuple[str, ...
         "A ProcessWorker (session scope): the real `celery worker` command in a subprocess (prefork by "
         "default), running the app wired to this process's broker vhost and keyspace; ready once it answers "
         "a ping to its node name; its log is attached to failing tests; never left running.", scope="session")
-    def worker_process_fixture(request: pytest.FixtureRequest):
+    def worker_process_fixture(request: pytest.FixtureRequest, celery_astra_broker_kind):
         yield from _run_process_worker(request, app_fixture, queues, pool, concurrency)
 
     return worker_process_fixture

@@ -28,8 +28,11 @@ def _broker_line(context: RunContext) -> str:
     except ConfigurationError as error:
         return f"not chosen: {error}"
     if broker.mode == "container":
-        name = "rabbitmq_image" if broker.kind == "rabbitmq" else "redis_image"
-        line = f"container {broker.kind} (image {settings.describe(name)})"
+        line = "container " + ", ".join(
+            f"{kind} (image {settings.describe('rabbitmq_image' if kind == 'rabbitmq' else 'redis_image')})"
+            for kind in broker.kinds)
+        if len(broker.kinds) > 1:
+            line += f"; each test that uses the worker runs once per broker ({settings.sources['broker_kind']})"
     elif broker.mode == "url":
         line = f"url {mask_url(str(settings.broker_url))}"
     else:
@@ -41,7 +44,11 @@ def _cassandra_line(context: RunContext, workers: list[str]) -> str:
     settings = context.settings
     if context.cassandra_mode == "astra":
         tables = ", ".join(astra_table_name(settings.table, context.run_id, worker) for worker in workers)
-        return (f"Astra DB bundle {settings.astra_bundle} ({settings.sources['astra_bundle']}), "
+        bundle = (f"Astra DB bundle {settings.astra_bundle} ({settings.sources['astra_bundle']})"
+                  if settings.astra_bundle is not None else
+                  f"Astra DB bundle downloaded for database {settings.astra_db_id} ({settings.sources['astra_db_id']})"
+                  f"{', region ' + settings.astra_db_region if settings.astra_db_region else ''}")
+        return (f"{bundle}, "
                 f"keyspace {settings.astra_keyspace}, result tables {tables}")
     keyspaces = ", ".join(context.keyspace_of(worker) for worker in workers)
     where = (f"hosts {settings.describe('cassandra_hosts')} port {settings.cassandra_port}"

@@ -11,6 +11,7 @@ import pytest
 from . import factories, interrupts
 from .broker import check_broker_url, choose_broker
 from .coordination import RunState, dead_runs_left, reap_dead_runs, warn_reaped
+from .errors import CeleryAstraError
 from .header import describe_run
 from .naming import is_xdist_worker, worker_id
 from .runcontext import RUN_CONTEXT_KEY, RunContext
@@ -171,6 +172,38 @@ celery_astra_worker_process = factories.worker_process()
 
 
 @pytest.fixture(scope="session")
+def celery_astra_broker_kind(request: pytest.FixtureRequest):
+    """The broker this test's app and worker use (session scope): ``"rabbitmq"`` or ``"redis"`` in
+    container mode, None otherwise. With --celery-astra-broker-kind rabbitmq,redis every test that uses
+    the app or a worker runs once per broker, with ids ``[rabbitmq]`` and ``[redis]``."""
+    if hasattr(request, "param"):
+        return request.param
+    try:
+        return request.config.stash[RUN_CONTEXT_KEY].broker.kind
+    except CeleryAstraError:
+        return None  # the app fixture reports the setting, once, and stops the run
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "celery_astra_broker_kind" not in metafunc.fixturenames:
+        return
+    kinds = _broker_kinds(metafunc.config)
+    if len(kinds) > 1:
+        metafunc.parametrize("celery_astra_broker_kind", kinds, indirect=True, ids=kinds, scope="session")
+
+
+def _broker_kinds(config: pytest.Config) -> tuple[str, ...]:
+    """Several brokers only in container mode; resolving ``auto`` probes the engine, once per process."""
+    context = config.stash.get(RUN_CONTEXT_KEY, None)
+    if context is None or "," not in context.settings.broker_kind:
+        return ()
+    try:
+        return context.broker.kinds
+    except CeleryAstraError:
+        return ()  # the fixture reports it, with the test that needs it
+
+
+@pytest.fixture(scope="session")
 def celery_astra_settings(request: pytest.FixtureRequest):
     """The resolved settings (session scope): ``.values`` and ``.sources`` by setting name."""
     return request.config.stash[RUN_CONTEXT_KEY].settings
@@ -204,7 +237,7 @@ def celery_astra_sent_tasks():
 
 
 @pytest.fixture
-def celery_astra_services(request: pytest.FixtureRequest):
+def celery_astra_services(request: pytest.FixtureRequest, celery_astra_broker_kind):
     """Faults on demand (container mode, without xdist): .broker and .cassandra, each with stop(),
     start(), restart(), pause(), unpause(), returning once the change has taken effect. After the test
     every service touched is restored and the workers and Cassandra sessions are checked to have
@@ -225,7 +258,7 @@ def celery_astra_services(request: pytest.FixtureRequest):
     def recovered() -> None:
         wait_until_recovered(request.config, timeout)
 
-    broker = context.services.get(context.broker.kind or "") if context.broker.mode == "container" else None
+    broker = context.services.get(celery_astra_broker_kind or "") if context.broker.mode == "container" else None
     cassandra = context.services.get("cassandra") if context.cassandra_mode == "container" else None
     services = Services(
         ServiceHandle("broker", broker, timeout) if broker else None,
@@ -250,7 +283,7 @@ def celery_astra_cleanup(celery_astra_database, request: pytest.FixtureRequest):
 
     janitor = Janitor(celery_astra_database)
     yield janitor
-    if request.config.stash[RUN_CONTEXT_KEY].settings.cleanup:
+    if request.config.stash[RUN_CONTEXT_KEY].settings.cleanup and not interrupts.interrupted():
         _settle_workers(request)
         janitor.clean()
 
@@ -261,6 +294,8 @@ def _celery_astra_per_test(request: pytest.FixtureRequest):
     empty the tables of every database fixture the test used (the default one and those made with
     ``factories.database()``), then check the embedded workers."""
     yield
+    if interrupts.interrupted():
+        return  # Ctrl-C / SIGTERM: the run is being removed; settling workers or emptying tables only delays it
     names = request.fixturenames
     databases = factories.databases_used_by(request.config, names)
     if not databases and PUBLIC_FIXTURES.isdisjoint(names):

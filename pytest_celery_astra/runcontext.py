@@ -41,6 +41,7 @@ class RunContext:
     _preflight_done: bool = False
     reaped: list[str] = dataclasses.field(default_factory=list)  # what killed runs left, removed at start
     bundle_copy: Path | None = None  # this process's private copy of the Astra bundle (bundle.py)
+    bundle_origin: str | None = None  # where a downloaded bundle came from (--astra-db-id)
 
     @property
     def broker(self) -> BrokerChoice:
@@ -77,6 +78,8 @@ class RunContext:
             from .astra import check_astra_settings
 
             check_astra_settings(settings)
+            if settings.astra_bundle is None:
+                self._download_bundle()
         if settings.broker_url is not None:
             try:
                 check_broker_url(settings.broker_url)
@@ -88,6 +91,23 @@ class RunContext:
 
             load_app(settings.app)
         self.broker  # noqa: B018 - resolves auto and refuses url mode without a URL
+
+    def _download_bundle(self) -> None:
+        """``--astra-db-id`` without a bundle: fetch a fresh one into this process's private directory."""
+        from .astra import check_bundle
+        from .bundle import private_directory
+        from .bundle_download import BundleDownloadError, download_bundle
+
+        settings = self.settings
+        target = private_directory() / "secure-connect-bundle.zip"
+        self.bundle_copy = target  # removed at the end of the process, downloaded or not
+        try:
+            region = download_bundle(target, settings.astra_db_id, settings.astra_token, settings.astra_db_region,
+                                     settings.astra_devops_url)
+        except BundleDownloadError as error:
+            raise ConfigurationError(f"pytest-celery-astra (--astra): {error}.") from None
+        check_bundle(str(target))
+        self.bundle_origin = f"downloaded for database {settings.astra_db_id} ({region})"
 
     @property
     def run_id(self) -> str:
@@ -122,10 +142,7 @@ class RunContext:
         return self.settings.table
 
     def container_specs(self) -> list[ContainerSpec]:
-        specs = []
-        broker_spec = self.broker.container_spec(self.settings)
-        if broker_spec is not None:
-            specs.append(broker_spec)
+        specs = self.broker.container_specs(self.settings)
         if self.cassandra_mode == "container":
             specs.append(cassandra_spec(self.settings.cassandra_image))
         return specs
@@ -180,7 +197,8 @@ class RunContext:
                 from .bundle import private_copy
 
                 self.bundle_copy = private_copy(settings.astra_bundle)
-            return CassandraTarget(bundle_path=str(self.bundle_copy), bundle_origin=settings.astra_bundle,
+            return CassandraTarget(bundle_path=str(self.bundle_copy),
+                                   bundle_origin=self.bundle_origin or settings.astra_bundle,
                                    username=username, password=password)
         if self.cassandra_mode == "hosts":
             return CassandraTarget(hosts=settings.cassandra_hosts, port=settings.cassandra_port,

@@ -68,6 +68,15 @@ def _choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def _broker_kinds(value: str) -> str:
+    kinds = [kind.strip() for kind in value.split(",")]
+    for kind in kinds:
+        _choice(*BROKER_KINDS)(kind)
+    if len(set(kinds)) != len(kinds):
+        raise ValueError(f"expected each broker once, got {value!r}")
+    return ",".join(kinds)
+
+
 def _consistency(value: str) -> str:
     # Celery silently maps unknown names (even lowercase 'quorum') to
     # LOCAL_QUORUM; refuse them here instead.
@@ -95,6 +104,27 @@ def _host_list(value: str) -> tuple[str, ...]:
 
 def _name_list(value: str) -> tuple[str, ...]:
     return tuple(n.strip() for n in value.split(",") if n.strip())
+
+
+def _database_id(value: str) -> str:
+    import uuid
+
+    try:
+        return str(uuid.UUID(value.strip()))
+    except ValueError:
+        raise ValueError(f"expected the database id shown in the Astra console (a UUID), got {value!r}") from None
+
+
+def _region(value: str) -> str:
+    if not value or not value.replace("-", "a").isalnum() or not value.islower():
+        raise ValueError(f"expected a region name like us-east1, got {value!r}")
+    return value
+
+
+def _https_url(value: str) -> str:
+    if not value.startswith("https://") or len(value) <= len("https://"):
+        raise ValueError(f"expected an https:// URL, got {value!r}")
+    return value
 
 
 def _app_reference(value: str) -> str:
@@ -141,8 +171,8 @@ SETTINGS: tuple[Setting, ...] = (
             parse=_app_reference),
     Setting("broker", "Broker mode: auto (url if given, else container if an engine answers, else memory), "
             "container, url or memory.", default="auto", parse=_choice(*BROKER_MODES)),
-    Setting("broker_kind", "Broker to run in container mode: rabbitmq or redis.", default="rabbitmq",
-            parse=_choice(*BROKER_KINDS)),
+    Setting("broker_kind", "Broker to run in container mode: rabbitmq, redis, or both (rabbitmq,redis: each "
+            "test that uses the worker runs once per broker).", default="rabbitmq", parse=_broker_kinds),
     Setting("broker_url", "URL of an existing broker (url mode); {worker} is replaced by the xdist worker id.",
             secret=True),
     Setting("rabbitmq_image", "RabbitMQ image for container mode.", default="rabbitmq:3.13"),
@@ -189,6 +219,14 @@ SETTINGS: tuple[Setting, ...] = (
             parse=_boolean, flag=True, cli="--astra", env="CELERY_ASTRA_USE_ASTRA", ini="celery_astra_use_astra"),
     Setting("astra_bundle", "Path of the Astra DB secure connect bundle (zip).",
             cli="--astra-bundle", env="ASTRA_DB_SECURE_BUNDLE_PATH", ini="astra_db_secure_bundle_path"),
+    Setting("astra_db_id", "Astra DB database id: without --astra-bundle, a fresh bundle is downloaded from "
+            "Astra's DevOps API with the token.", parse=_database_id, cli="--astra-db-id", env="ASTRA_DB_ID",
+            ini="astra_db_id"),
+    Setting("astra_db_region", "Region whose bundle is downloaded with --astra-db-id (default: the database's "
+            "first).", parse=_region, cli="--astra-db-region", env="ASTRA_DB_REGION", ini="astra_db_region"),
+    Setting("astra_devops_url", "Base URL of Astra's DevOps API, for the bundle download.",
+            default="https://api.astra.datastax.com", parse=_https_url, cli="--astra-devops-url",
+            env="CELERY_ASTRA_DEVOPS_URL", ini="celery_astra_devops_url"),
     Setting("astra_token", "Astra DB application token (AstraCS:...).", secret=True,
             cli="--astra-token", env="ASTRA_DB_APPLICATION_TOKEN", ini="astra_db_application_token"),
     Setting("astra_client_id", "Astra DB client id (with --astra-client-secret, instead of a token).",

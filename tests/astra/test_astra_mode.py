@@ -9,6 +9,7 @@ import datetime
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -281,3 +282,94 @@ def test_a_hibernated_database_is_one_sentence(astra):
     assert completed.returncode != 0
     assert "metadata service answered HTTP 503, as it does for a hibernated" in output, output
     assert "Traceback" not in output and astra.token not in output
+
+
+DATABASE_ID = "3f1c2b7e-9a4d-4c2e-8f0a-5b6d7e8f9a01"
+
+
+def run_with_download(astra, api, *args, region="eu-west1", token=None, devops_url=None, trust=True):
+    """The example suite with --astra given a database id instead of a bundle: the bundle comes from the
+    DevOps API stand-in ``api``, trusted through SSL_CERT_FILE as a system CA would be."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("ASTRA_DB_", "SSL_CERT"))}
+    env.update({"ASTRA_DB_ID": DATABASE_ID, "ASTRA_DB_APPLICATION_TOKEN": token or astra.token,
+                "ASTRA_DB_KEYSPACE": KEYSPACE, "CELERY_ASTRA_DEVOPS_URL": devops_url or api.url})
+    if region:
+        env["ASTRA_DB_REGION"] = region
+    if trust:
+        env["SSL_CERT_FILE"] = api.ca_file
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--astra", "-rA", "--showlocals", *args],
+        cwd=EXAMPLE, env=env, capture_output=True, text=True, timeout=300)
+    return completed, completed.stdout + completed.stderr
+
+
+@pytest.fixture
+def devops_api(astra):
+    from tests.astra_standin.devops_api import DevOpsApi
+
+    with DevOpsApi(astra.bundle_path, astra.token, DATABASE_ID, regions=("us-east1", "eu-west1")) as api:
+        yield api
+
+
+def bundle_directories() -> set:
+    import tempfile
+
+    return set(Path(tempfile.gettempdir()).glob("pytest-celery-astra-bundle-*"))
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["n0", "n2"])
+def test_bundle_is_downloaded_with_the_database_id_and_the_token(astra, devops_api, foreign_tables, xdist):
+    before = bundle_directories()
+    completed, output = run_with_download(astra, devops_api, *xdist, "--celery-astra-broker", "memory")
+    assert completed.returncode == 0, output
+    assert "passed" in output and "failed" not in output
+    assert f"Astra DB bundle downloaded for database {DATABASE_ID} (env ASTRA_DB_ID), region eu-west1" in output
+    # The region asked for, once per pytest process; the link itself is used without the token.
+    processes = 2 if xdist else 1
+    assert devops_api.requests.count(f"POST /v2/databases/{DATABASE_ID}/secureBundleURL?all=true") == processes
+    assert devops_api.requests.count("GET /bundles/eu-west1/secure-connect.zip") == processes
+    assert astra.token not in output and devops_api.signature not in output
+    assert bundle_directories() == before  # every process removed its download
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("token refused", "the Astra DevOps API refused the token (HTTP 401) when asked for the bundle of database"),
+    ("unknown region", "has no region 'mars-north1' (it has: eu-west1, us-east1); fix --astra-db-region"),
+    ("parked database", "cannot give a bundle for database 3f1c2b7e-9a4d-4c2e-8f0a-5b6d7e8f9a01 in its current "
+                        "state (HTTP 409"),
+    ("unreachable", "the Astra DevOps API could not be reached to download the bundle ("),
+    ("untrusted certificate", "to download the bundle (TLS: unable to get local issuer certificate); trust its "
+                              "certificate authority (SSL_CERT_FILE"),
+    ("not a UUID", "is not valid for astra_db_id: expected the database id shown in the Astra console"),
+])
+def test_bundle_download_failures_are_one_sentence_and_secrets_stay_secret(astra, devops_api, case, needle):
+    from tests.astra_standin import generate_astra_token
+
+    kwargs = {}
+    if case == "token refused":
+        kwargs["token"] = generate_astra_token()
+    elif case == "unknown region":
+        kwargs["region"] = "mars-north1"
+    elif case == "parked database":
+        devops_api.status = 409
+    elif case == "unreachable":
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            kwargs["devops_url"] = f"https://127.0.0.1:{probe.getsockname()[1]}"
+    elif case == "untrusted certificate":
+        kwargs["trust"] = False
+    started = time.monotonic()
+    if case == "not a UUID":
+        completed, output = run_with_download(astra, devops_api, "--astra-db-id", "my-database",
+                                              "--celery-astra-broker", "memory")
+    else:
+        completed, output = run_with_download(astra, devops_api, "--celery-astra-broker", "memory", "-x", **kwargs)
+    assert completed.returncode != 0
+    assert needle in output, output
+    assert time.monotonic() - started < 30
+    assert output.count(needle) <= 2  # the error once, as the fixture's error and in pytest's summary line
+    assert "Traceback" not in output
+    secrets_ = [astra.token, devops_api.signature] + ([kwargs["token"]] if "token" in kwargs else [])
+    assert not any(secret in output for secret in secrets_)

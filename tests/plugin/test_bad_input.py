@@ -105,7 +105,7 @@ ENGINE = os.environ.get("DOCKER_HOST")  # before a case points DOCKER_HOST elsew
 def plugin_containers() -> set:
     client = docker.DockerClient(base_url=ENGINE) if ENGINE else docker.from_env()
     try:
-        return {c.id for c in client.containers.list(all=True, filters={"label": "io.github.pytest-celery-astra"})}
+        return {c.id for c in client.containers.list(all=True, sparse=True, filters={"label": "io.github.pytest-celery-astra"})}
     finally:
         client.close()
 

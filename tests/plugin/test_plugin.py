@@ -68,7 +68,7 @@ def run_id_of(result) -> str:
 def containers_of_run(run_id: str) -> list:
     client = docker.from_env()
     try:
-        return client.containers.list(all=True, filters={"label": f"io.github.pytest-celery-astra.run-id={run_id}"})
+        return client.containers.list(all=True, sparse=True, filters={"label": f"io.github.pytest-celery-astra.run-id={run_id}"})
     finally:
         client.close()
 
@@ -264,7 +264,12 @@ def test_ctrl_c_removes_the_containers(project):
         if "READY-FOR-CTRL-C" in line:
             break
     process.send_signal(signal.SIGINT)
-    rest, _ = process.communicate(timeout=60)
+    try:
+        rest, _ = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)  # pytest's faulthandler prints every thread's stack
+        rest, _ = process.communicate(timeout=30)
+        pytest.fail("pytest did not exit within 60 s of Ctrl-C:\n" + "".join(output) + rest)
     text = "".join(output) + rest
     assert "KeyboardInterrupt" in text
     run_id = re.search(r"run id (\w+)", text).group(1)

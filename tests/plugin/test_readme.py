@@ -153,3 +153,15 @@ def test_faults_are_skipped_with_the_reason_under_xdist(pytester):
 
 def test_the_fork_safe_pattern_is_the_examples_own_code():
     assert snippets("forksafe")["tasks.py"] in (EXAMPLE / "tasks.py").read_text()
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["n0", "n2"])
+def test_several_brokers_as_written(pytester, xdist):
+    project_with(pytester, "brokers")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v", *xdist, timeout=300)
+    result.assert_outcomes(passed=2)
+    output = result.stdout.str()
+    for kind in ("rabbitmq", "redis"):
+        assert f"tests/test_brokers.py::test_sorts_on_every_broker[{kind}]" in output
+    result.stdout.fnmatch_lines(["celery-astra broker: container rabbitmq (image *), redis (image *); *"])
+    assert_nothing_left(result)

@@ -155,7 +155,7 @@ def test_two_concurrent_runs_with_container_reuse(project):
 
     client = docker.from_env()
     label = "io.github.pytest-celery-astra.reuse=1"
-    kept_before = {c.id for c in client.containers.list(all=True, filters={"label": label})}
+    kept_before = {c.id for c in client.containers.list(all=True, sparse=True, filters={"label": label})}
     try:
         for attempt in range(2):   # the first pair may start the kept containers, the second reuses them
             first = start(project, f"a{attempt}", "-n", "2", "--celery-astra-reuse-containers", "true")
