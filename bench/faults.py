@@ -1,5 +1,5 @@
 """How long each fault of `celery_astra_services` takes, and the restoration after the test: a
-generated test does each action 5 times on the run's own containers (RabbitMQ, Cassandra), reading
+generated test does each action 5 times on the run's own containers (RabbitMQ, Redis, Cassandra), reading
 the handles' `.seconds`; the restoration is the teardown of a test that left both services down.
 
     python bench/faults.py             # or: scripts/bench faults.py
@@ -33,13 +33,14 @@ def record():
 
 
 @pytest.mark.parametrize("kind", ["broker", "cassandra"])
-def test_faults(kind, record, celery_astra_worker, celery_astra_services):
+def test_faults(kind, record, celery_astra_worker, celery_astra_services, celery_astra_broker_kind):
     handle = getattr(celery_astra_services, kind)
+    name = celery_astra_broker_kind if kind == "broker" else kind
     for _ in range(ROUNDS):
         for action in ("stop", "start", "pause", "unpause", "restart"):
             if action != "start" or handle.status != "running":
                 getattr(handle, action)()
-            record.setdefault(f"{kind} {action}", []).append(handle.seconds[action])
+            record.setdefault(f"{name} {action}", []).append(handle.seconds[action])
 
 
 def test_zz_left_down(celery_astra_worker, celery_astra_services):
@@ -56,13 +57,15 @@ def main() -> int:
         import os
 
         os.environ["BENCH_FAULTS"] = str(out)
-        result = run_pytest(ws, ["test_faults_bench.py"])
+        # Both brokers: each test runs once with RabbitMQ, once with Redis (Cassandra is measured twice).
+        result = run_pytest(ws, ["test_faults_bench.py"], args=("--celery-astra-broker-kind", "rabbitmq,redis"))
         if not result["ok"]:
             return 1
         seconds = json.loads(out.read_text())
-        teardown = [r["duration"] for r in result["reports"]
-                    if r["when"] == "teardown" and r["nodeid"].endswith("test_zz_left_down")]
-        seconds["restore both after the test (teardown)"] = teardown
+        for broker in ("rabbitmq", "redis"):
+            seconds[f"restore {broker} + cassandra after the test"] = [
+                r["duration"] for r in result["reports"]
+                if r["when"] == "teardown" and r["nodeid"].endswith(f"test_zz_left_down[{broker}]")]
         for name, values in seconds.items():
             print(f"{name:<42} {statistics.median(values):6.2f} s   ({', '.join(f'{v:.2f}' for v in values)})")
     finally:

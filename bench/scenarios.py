@@ -233,10 +233,25 @@ def run_pytest(ws: Workspace, files: list[str], env_extra: dict | None = None, a
     # From the first test's call to the last one's end: the part -n 2 can split between workers.
     result["test_phase_s"] = (max(r["stop"] for r in calls) - min(r["stop"] - r["duration"] for r in calls)
                               if calls else None)
+    if calls and result.get("cpu_samples"):
+        phase_start = min(r["stop"] - r["duration"] for r in calls)
+        result["cpu"] = cpu_during(result.pop("cpu_samples"), phase_start, max(r["stop"] for r in calls))
+    result.pop("cpu_samples", None)
     result["ok"] = result["exit"] == 0
     if not result["ok"]:
         sys.stderr.write(f"bench: pytest {' '.join(files)} exited {result['exit']}; last lines of {log}:\n"
                          + "\n".join(text.splitlines()[-15:]) + "\n")
+    return result
+
+
+def run_import_floor(ws: Workspace) -> dict:
+    """What any run pays before its first test, containers or not: the interpreter, pytest and the
+    imports a Celery + Cassandra test needs (pytest --version loads every plugin, ours included)."""
+    log = ws.new_file("floor-log")
+    code = ("import pytest, celery, kombu, cassandra.cluster, celery.contrib.testing.worker, "
+            "celery.backends.cassandra; raise SystemExit(pytest.main(['--version']))")
+    result = _run([sys.executable, "-c", code], ws.path, {**os.environ}, log)
+    result["ok"] = result["exit"] == 0
     return result
 
 
@@ -307,6 +322,10 @@ class CassandraSampler:
         self.log, self.proc = log, proc
         self.peak_bytes = 0     # cgroup's own high-water mark (includes page cache)
         self.rss_bytes = 0      # highest sampled anonymous memory (the JVM itself)
+        # (time, CPU seconds so far) of pytest (its process, threads included: the embedded worker) and of
+        # every container of the run (cpuacct cgroups: Cassandra and the broker), to bound what 2 cores allow.
+        self.cpu_samples: list[tuple[float, float, float]] = []  # (time, pytest s, containers s)
+        self.cpu_cgroups: list[Path] = []
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -318,7 +337,7 @@ class CassandraSampler:
         self.stop_event.set()
         self.thread.join(5)
         return {"cassandra_peak_mb": self.peak_bytes / 2**20 or None,
-                "cassandra_rss_mb": self.rss_bytes / 2**20 or None}
+                "cassandra_rss_mb": self.rss_bytes / 2**20 or None, "cpu_samples": self.cpu_samples}
 
     def _loop(self) -> None:
         cgroup = None
@@ -327,8 +346,15 @@ class CassandraSampler:
                 cgroup = cgroup or self._find_cgroup()
                 if cgroup is not None:
                     self._sample(cgroup)
+                    self._sample_cpu()
             except (OSError, ValueError):
                 pass  # the container is gone (end of run) or not there yet
+
+    def _sample_cpu(self) -> None:
+        pytest_s = _tree_cpu_seconds(self.proc.pid)
+        containers_s = sum(int((path / "cpuacct.usage").read_text()) / 1e9 for path in self.cpu_cgroups
+                           if (path / "cpuacct.usage").exists())
+        self.cpu_samples.append((time.time(), pytest_s, containers_s))
 
     def _find_cgroup(self) -> Path | None:
         found = re.search(r"run id (\w+)", self.log.read_text(errors="replace"))
@@ -338,11 +364,13 @@ class CassandraSampler:
 
         client = docker.from_env()
         try:
-            containers = client.containers.list(filters={"label": [
-                f"{LABEL}.run-id={found.group(1)}", f"{LABEL}.service=cassandra"]})
-            if not containers:
-                return None
-            pid = containers[0].attrs["State"]["Pid"]
+            containers = client.containers.list(filters={"label": [f"{LABEL}.run-id={found.group(1)}"]})
+            cassandra = [c for c in containers if c.labels.get(f"{LABEL}.service") == "cassandra"]
+            if not cassandra or len(containers) < 2:
+                return None  # both the broker and Cassandra, for the CPU figures
+            pid = cassandra[0].attrs["State"]["Pid"]
+            self.cpu_cgroups = [path for path in (_cpuacct_cgroup(c.attrs["State"]["Pid"]) for c in containers)
+                                if path is not None]
         finally:
             client.close()
         for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
@@ -359,6 +387,44 @@ class CassandraSampler:
                 self.peak_bytes = max(self.peak_bytes, int((cgroup / name).read_text()))
         stat = dict(line.split() for line in (cgroup / "memory.stat").read_text().splitlines())
         self.rss_bytes = max(self.rss_bytes, int(stat.get("total_rss", stat.get("anon", 0))))
+
+
+def _tree_cpu_seconds(root: int) -> float:
+    """utime + stime of ``root`` and every live descendant (xdist workers, worker processes)."""
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+            stats[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))  # ppid, ticks
+    tree, ticks = {root}, 0
+    for _ in range(4):  # a few generations deep is plenty
+        tree |= {pid for pid, (ppid, _) in stats.items() if ppid in tree}
+    ticks = sum(stats[pid][1] for pid in tree if pid in stats)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _cpuacct_cgroup(pid: int) -> Path | None:
+    """The cgroup-v1 cpuacct directory of process ``pid`` (a container's init): its whole container."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "cpuacct" in controllers.split(","):
+            return Path("/sys/fs/cgroup/" + controllers) / path.lstrip("/")
+    return None
+
+
+def cpu_during(samples: list, start: float, end: float) -> dict | None:
+    """CPU seconds of pytest and of the run's containers between ``start`` and ``end`` (the test phase),
+    from the samples nearest inside it; None without two such samples."""
+    inside = [sample for sample in samples if start <= sample[0] <= end]
+    if len(inside) < 2:
+        return None
+    (t0, p0, c0), (t1, p1, c1) = inside[0], inside[-1]
+    span = t1 - t0
+    return {"span_s": span, "pytest_s": p1 - p0, "containers_s": c1 - c0,
+            "cores_busy": (p1 - p0 + c1 - c0) / span if span else None}
 
 
 # ---------------------------------------------------------------- clean-up

@@ -51,7 +51,7 @@ def pytest_configure(config: pytest.Config) -> None:
     else:
         state, owns_state = RunState.create(), True
         # SIGTERM like Ctrl-C once the run has containers to remove; until then signals are untouched.
-        interrupts.install(state.has_something_to_clean)
+        interrupts.install(state.has_something_to_clean, state.stop_all)
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(_XdistController(state), "celery_astra_xdist")
     config.stash[RUN_CONTEXT_KEY] = RunContext(settings, worker_id(config), state, owns_state)
@@ -85,6 +85,13 @@ class _XdistController:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    try:
+        _remove_what_the_run_made(config)
+    finally:
+        interrupts.cleanup_finished()
+
+
+def _remove_what_the_run_made(config: pytest.Config) -> None:
     context = config.stash.get(RUN_CONTEXT_KEY, None)
     if context is not None and context.bundle_copy is not None:  # every process made its own
         from .bundle import remove_copy

@@ -153,7 +153,7 @@ class RunContext:
         if not specs:
             return self.services
         self._refuse_if_orphaned()
-        interrupts.install(self.state.has_something_to_clean)
+        interrupts.install(self.state.has_something_to_clean, self.state.stop_all if self.owns_state else None)
         engine = probe_engine()
         if not engine.answers:
             alternative = ("--celery-astra-cassandra-hosts (an existing cluster)"

@@ -1,0 +1,68 @@
+"""Pure logic of two settings-driven choices: several broker kinds, and which bundle link to fetch."""
+
+import pytest
+
+from pytest_celery_astra.broker import choose_broker
+from pytest_celery_astra.bundle_download import BundleDownloadError, _pick_region, _refusal
+from pytest_celery_astra.settings import resolve_settings
+
+DATABASE_ID = "3f1c2b7e-9a4d-4c2e-8f0a-5b6d7e8f9a01"
+
+
+@pytest.mark.parametrize("value, kinds", [
+    ("rabbitmq", ("rabbitmq",)), ("redis", ("redis",)), ("rabbitmq,redis", ("rabbitmq", "redis")),
+    (" redis , rabbitmq ", ("redis", "rabbitmq")),
+])
+def test_container_mode_runs_every_named_broker_first_one_first(value, kinds):
+    settings = resolve_settings({"broker": "container", "broker_kind": value}, {}, {})
+    choice = choose_broker(settings, None)
+    assert (choice.kinds, choice.kind) == (kinds, kinds[0])
+    assert [spec.name for spec in choice.container_specs(settings)] == list(kinds)
+
+
+def test_other_modes_have_no_container_broker():
+    settings = resolve_settings({"broker": "memory", "broker_kind": "rabbitmq,redis"}, {}, {})
+    choice = choose_broker(settings, None)
+    assert (choice.kind, choice.kinds, choice.container_specs(settings)) == (None, (), [])
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("rabbitmq,kafka", "expected one of rabbitmq, redis, got 'kafka'"),
+    ("redis,redis", "expected each broker once"),
+    ("", "expected one of rabbitmq, redis, got ''"),
+])
+def test_bad_broker_kinds_are_refused(value, problem):
+    with pytest.raises(pytest.UsageError, match=problem):
+        resolve_settings({"broker_kind": value}, {}, {})
+
+
+LINKS = [{"region": "us-east1", "downloadURL": "https://a"}, {"region": "eu-west1", "downloadURL": "https://b"}]
+
+
+def test_region_picks_its_link_and_none_picks_the_first():
+    assert _pick_region(LINKS, DATABASE_ID, "eu-west1")["downloadURL"] == "https://b"
+    assert _pick_region(LINKS, DATABASE_ID, None)["downloadURL"] == "https://a"
+
+
+def test_an_unknown_region_names_the_known_ones():
+    with pytest.raises(BundleDownloadError, match=r"has no region 'ap-south1' \(it has: eu-west1, us-east1\)"):
+        _pick_region(LINKS, DATABASE_ID, "ap-south1")
+
+
+@pytest.mark.parametrize("status, words", [
+    (401, "refused the token (HTTP 401)"), (403, "refused the token (HTTP 403)"),
+    (404, "knows no database"), (409, "in its current state (HTTP 409"), (503, "answered HTTP 503"),
+])
+def test_each_refusal_is_worded_by_its_cause(status, words):
+    assert words in _refusal(status, DATABASE_ID)
+
+
+@pytest.mark.parametrize("value", ["not-a-uuid", "3f1c2b7e"])
+def test_database_id_must_be_a_uuid(value):
+    with pytest.raises(pytest.UsageError, match="expected the database id shown in the Astra console"):
+        resolve_settings({"astra_db_id": value}, {}, {})
+
+
+def test_devops_url_must_be_https():
+    with pytest.raises(pytest.UsageError, match="expected an https:// URL"):
+        resolve_settings({"astra_devops_url": "http://api.example"}, {}, {})
