@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import threading
 from urllib.parse import urlsplit
 
 from .engine import EngineProbe
@@ -147,12 +149,43 @@ def check_url_isolates_workers(url: str, worker: str) -> None:
         f"--celery-astra-broker-url (env CELERY_ASTRA_BROKER_URL)")
 
 
-def ensure_vhost(container_id: str, vhost: str) -> None:
-    """A RabbitMQ virtual host per worker keeps its queues apart, named queues included.
+# Virtual hosts being created in the background, by (container id, vhost): see prepare_vhost.
+_PREPARING: dict[tuple[str, str], "concurrent.futures.Future[None]"] = {}
 
-    One ``rabbitmqctl`` call per step costs ~0.5 s (it boots an Erlang VM), so
-    they run in one shell.
-    """
+
+def prepare_vhost(container_id: str, vhost: str) -> None:
+    """Start creating ``vhost`` in a background thread, so that its ``rabbitmqctl`` calls (about 1.5 s:
+    an Erlang VM each) overlap the Cassandra connect and DDL; :func:`ensure_vhost` then only waits."""
+    key = (container_id, vhost)
+    if key not in _PREPARING:
+        _PREPARING[key] = _background(_create_vhost, container_id, vhost)
+
+
+def ensure_vhost(container_id: str, vhost: str) -> None:
+    """A RabbitMQ virtual host per worker keeps its queues apart, named queues included: wait for the
+    one :func:`prepare_vhost` started (its error, if any, is raised here), or create it now."""
+    future = _PREPARING.pop((container_id, vhost), None)
+    if future is None:
+        _create_vhost(container_id, vhost)
+    else:
+        future.result()
+
+
+def _background(function, *args) -> "concurrent.futures.Future[None]":
+    future: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+    def run() -> None:
+        try:
+            future.set_result(function(*args))
+        except BaseException as error:  # handed to the waiter
+            future.set_exception(error)
+
+    threading.Thread(target=run, name="celery-astra-vhost", daemon=True).start()
+    return future
+
+
+def _create_vhost(container_id: str, vhost: str) -> None:
+    """One ``rabbitmqctl`` call per step costs ~0.5 s (it boots an Erlang VM), so they run in one shell."""
     steps = [
         f"(rabbitmqctl -q add_vhost {vhost} >/dev/null 2>&1 || rabbitmqctl -q list_vhosts | grep -qx {vhost})",
         f"rabbitmqctl -q set_permissions -p {vhost} guest '.*' '.*' '.*'",

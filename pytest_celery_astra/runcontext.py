@@ -174,7 +174,18 @@ class RunContext:
                 raise
         if errors:
             raise ServiceStartError("\n".join(errors))
+        self._prepare_vhosts()
         return self.services
+
+    def _prepare_vhosts(self) -> None:
+        """This worker's RabbitMQ vhost, created while Cassandra connects (broker.prepare_vhost)."""
+        from .broker import prepare_vhost
+        from .naming import vhost_name
+
+        service = self.services.get("rabbitmq")
+        if self.broker.mode == "container" and service is not None:
+            prepare_vhost(service.container_id,
+                          vhost_name(self.worker, self.run_id if self.settings.reuse_containers else None))
 
     def _refuse_if_orphaned(self) -> None:
         """An xdist worker whose pytest controller is gone (killed) must not start a new set of containers."""
