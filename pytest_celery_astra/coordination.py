@@ -16,13 +16,13 @@ import shutil
 import tempfile
 import uuid
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from .errors import ServiceStartError
+from .locks import file_lock
 from .owner import Owner
 from .reuse import find_reusable
 from .services import ContainerSpec, RunningService, owned_containers, remove_container, start_container
@@ -63,7 +63,7 @@ class RunState:
         """The running service for ``spec``: started once per run, whoever asks first."""
         self._ensure_directory()
         record = self.directory / f"{spec.name}.json"
-        with _file_lock(self.directory / f"{spec.name}.lock"):
+        with file_lock(self.directory / f"{spec.name}.lock"):
             if record.exists():
                 data = json.loads(record.read_text())
                 if "error" in data:
@@ -196,27 +196,3 @@ def _forget_run_in_kept_broker(record: dict, run_id: str) -> list[str]:
     except Exception as error:  # a kept container someone removed: nothing left to delete
         return [f"could not delete run {run_id}'s virtual hosts in the kept rabbitmq container: {error}"]
     return []
-
-
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock between the processes of one run (xdist workers)."""
-    with open(path, "a+") as handle:
-        try:
-            import fcntl
-        except ImportError:  # Windows: no fcntl; lock the first byte instead
-            import msvcrt
-
-            handle.seek(0)
-            msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
-            try:
-                yield
-            finally:
-                handle.seek(0)
-                msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
-            return
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -11,11 +11,14 @@ import dataclasses
 import hashlib
 import json
 import logging
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Callable
 
 from .errors import ServiceStartError
+from .locks import file_lock
 from .owner import Owner
 
 LABEL = "io.github.pytest-celery-astra"
@@ -111,7 +114,7 @@ def start_container(spec: ContainerSpec, timeout: float, run_id: str, keep: bool
         container.with_command(list(spec.command))
     started = time.monotonic()
     try:
-        container.start()
+        _create_and_start(container)
     except Exception as error:
         _remove_quietly(container)
         raise ServiceStartError(
@@ -135,6 +138,18 @@ def start_container(spec: ContainerSpec, timeout: float, run_id: str, keep: bool
         name=spec.name, image=spec.image, container_id=container.get_wrapped_container().id,
         host=host, port=port, seconds_to_ready=round(time.monotonic() - started, 2),
     )
+
+
+# podman picks a free host port for each published port when a container starts; two starts at the same
+# moment can pick the same one: the second fails ("address already in use") and its cleanup breaks the
+# first one's forwarding (seen in CI: Cassandra then never answered). Starts by this plugin, on this
+# host, therefore take turns (a few hundred ms each; the readiness waits still run side by side).
+CREATE_LOCK = Path(tempfile.gettempdir()) / "pytest-celery-astra.create.lock"
+
+
+def _create_and_start(container) -> None:
+    with file_lock(CREATE_LOCK):
+        container.start()
 
 
 def wait_until_ready(
