@@ -18,7 +18,6 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-DEFAULT_DEVOPS_URL = "https://api.astra.datastax.com"
 TIMEOUT = 30.0
 HOW_TO_FIX_ID = "fix --astra-db-id (ASTRA_DB_ID)"
 
@@ -27,10 +26,11 @@ class BundleDownloadError(Exception):
     """One sentence naming the cause; never a URL or the token."""
 
 
-def download_bundle(target: Path, database_id: str, token: str, region: str | None = None,
-                    devops_url: str = DEFAULT_DEVOPS_URL, timeout: float = TIMEOUT) -> str:
+def download_bundle(target: Path, database_id: str, token: str, region: str | None, devops_url: str,
+                    timeout: float = TIMEOUT) -> str:
     """Write the bundle of ``database_id`` (its ``region``, else its first) to ``target``; return the
-    region it is for."""
+    region it is for. ``devops_url`` is the astra_devops_url setting (its default is the only copy of
+    Astra's address)."""
     entries = _bundle_links(database_id, token, devops_url, timeout)
     entry = _pick_region(entries, database_id, region)
     _fetch(entry["downloadURL"], target, database_id, timeout)
