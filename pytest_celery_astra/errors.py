@@ -23,3 +23,7 @@ class TableNotOwnedError(CeleryAstraError):
 
 class EmbeddedWorkerError(CeleryAstraError):
     """The embedded Celery worker failed to start, died, or did not stop."""
+
+
+class CleanupError(CeleryAstraError):
+    """Emptying the plugin's tables after a test failed."""

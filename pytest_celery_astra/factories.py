@@ -97,6 +97,7 @@ def database(keyspace_prefix: str | None = None) -> Callable:
         _uses_database(request, request.fixturename)
         yield db
         databases.pop(request.fixturename, None)
+        _teardown_step("finishing the last test's result-row deletes", lambda: _forget_result_rows(db))
         if context.cassandra_mode == "astra":
             _teardown_step("dropping the run's Astra tables", db.drop_created_tables)
         elif context.cassandra_mode == "hosts":
@@ -104,6 +105,13 @@ def database(keyspace_prefix: str | None = None) -> Callable:
         _teardown_step("closing the Cassandra session", db.shutdown)
 
     return database_fixture
+
+
+def _forget_result_rows(db: TestDatabase) -> None:
+    from .result_rows import DELETES, WRITTEN
+
+    DELETES.forget((db.keyspace, db.result_table))
+    WRITTEN.take((db.keyspace, db.result_table))
 
 
 def _reap_leftovers(context: RunContext, db: TestDatabase) -> list[str]:

@@ -10,12 +10,18 @@ one row, ~29 ms for 100) because TRUNCATE costs 40-70 ms even on a test node.
 Deletes leave tombstones that later reads must skip, and Cassandra fails reads
 past 100,000 of them, so after TOMBSTONE_BUDGET deleted partitions, or for
 large tables, the janitor TRUNCATEs instead, which drops them all.
+
+Celery's result table, after a test whose every row there came from this process
+(``clean(deferred=True)``: no worker process, no direct use of the database), is
+emptied by the task ids this process's backend stored: one delete each, sent
+without waiting (see result_rows.py). No read at all, and no wait in the teardown.
 """
 
 from __future__ import annotations
 
 from .database import OWNER_TABLE, TestDatabase, parse_mark
 from .errors import TableNotOwnedError
+from .result_rows import DELETES, WRITTEN
 
 
 def protect_name(name: str) -> str:
@@ -76,13 +82,38 @@ class Janitor:
         mark = parse_mark(self.database.table_comment(name))
         return mark is not None and mark["run"] == self.database.run_id
 
-    def clean(self) -> list[str]:
-        """Empty every table that has rows; return the ones that were emptied."""
+    def clean(self, deferred: bool = False) -> list[str]:
+        """Empty every table that has rows; return the ones that were emptied.
+
+        With ``deferred``, the caller knows every row of the result table was stored by this
+        process's backend: those task ids are deleted, and not waited for."""
         emptied = []
         for name in self.tables:
+            if name == self.database.result_table:
+                table = (self.database.keyspace, name)
+                written = WRITTEN.take(table)
+                if deferred:
+                    if self._delete_written(name, written):
+                        emptied.append(name)
+                    continue
+                DELETES.wait(table)  # the previous test's deferred deletes, before looking at the table
             if self._empty_table(name):
                 emptied.append(name)
         return emptied
+
+    def _delete_written(self, name: str, task_ids: set[str]) -> bool:
+        table = (self.database.keyspace, name)
+        DELETES.wait(table)  # long done by now; raises if one failed twice
+        if not task_ids:
+            return False
+        spent = self.database.tombstones.get(name, 0)
+        if spent + len(task_ids) > TOMBSTONE_BUDGET:
+            return self._empty_table(name)  # TRUNCATE, past the tombstone budget
+        qualified = f"{protect_name(self.database.keyspace)}.{protect_name(name)}"
+        DELETES.send(table, self.database.session, self._delete_statement(qualified, self._partition_key(name)),
+                     sorted(task_ids))
+        self.database.tombstones[name] = spent + len(task_ids)
+        return True
 
     def _empty_table(self, name: str) -> bool:
         session = self.database.session

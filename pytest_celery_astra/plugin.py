@@ -313,11 +313,38 @@ def celery_astra_cleanup(celery_astra_database, request: pytest.FixtureRequest):
         janitor.clean()
 
 
+# Fixtures through which a test reaches the tables itself (or stops Cassandra): such a test waits for
+# the previous test's deferred deletes in its set-up, and its own result rows are found by reading.
+_DIRECT_DATABASE_FIXTURES = frozenset({
+    "celery_astra_database", "celery_astra_cassandra", "celery_astra_cleanup", "celery_astra_services"})
+
+
+def _reaches_tables(request: pytest.FixtureRequest) -> bool:
+    """Whether the test (or one of its fixtures) statically asks for a database fixture or the session."""
+    databases = request.config.stash.get(factories.DATABASES_KEY, {})
+    return any(name in _DIRECT_DATABASE_FIXTURES or name in databases for name in request.node.fixturenames)
+
+
+def _rows_all_from_here(request: pytest.FixtureRequest) -> bool:
+    """Every result row this test made was stored by this process's backend (so the janitor knows their
+    task ids): no worker process runs, and the test did not reach the tables itself."""
+    from .process_worker import ProcessWorker
+
+    workers = request.config.stash.get(factories.RUNNING_WORKERS_KEY, [])
+    return not any(isinstance(worker, ProcessWorker) for worker in workers) and not _reaches_tables(request)
+
+
 @pytest.fixture(autouse=True)
 def _celery_astra_per_test(request: pytest.FixtureRequest):
     """After each test that used the plugin: purge the workers' queues and wait until they are idle,
     empty the tables of every database fixture the test used (the default one and those made with
     ``factories.database()``), then check the embedded workers."""
+    databases = request.config.stash.get(factories.DATABASES_KEY, {})
+    if databases and _reaches_tables(request):
+        from .result_rows import DELETES
+
+        for database in list(databases.values()):
+            DELETES.wait((database.keyspace, database.result_table))  # the last test's deferred deletes
     yield
     if interrupts.interrupted():
         return  # Ctrl-C / SIGTERM: the run is being removed; settling workers or emptying tables only delays it
@@ -329,11 +356,12 @@ def _celery_astra_per_test(request: pytest.FixtureRequest):
         from .janitor import Janitor
 
         _settle_workers(request)
+        deferred = _rows_all_from_here(request)
         for name, database in databases.items():
             # celery_astra_cleanup, when the test asked for it, already cleaned (with its registered tables).
             skip = name == "celery_astra_database" and "celery_astra_cleanup" in names
             if not skip and database.session is not None:
-                Janitor(database).clean()
+                Janitor(database).clean(deferred=deferred)
     for embedded in request.config.stash.get(factories.RUNNING_WORKERS_KEY, []):
         embedded.check_unreported()
 

@@ -304,6 +304,7 @@ class EmbeddedWorker:
         # forbidden; the tests run in another thread and must be allowed to wait.
         _set_task_join_will_block(False)
         self.app.celery_astra_health_check = self.check
+        self.app.celery_astra_stores_here = True  # its results are stored in this process: .get() is woken
         self.seconds_to_start = time.monotonic() - started
         return self
 
@@ -361,6 +362,7 @@ class EmbeddedWorker:
             return
         started = time.monotonic()
         self.app.celery_astra_health_check = None
+        self.app.celery_astra_stores_here = False
         self.controller.stop_requested.set()
         try:
             self.thread.join(self.stop_timeout)

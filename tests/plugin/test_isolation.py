@@ -89,6 +89,47 @@ class TestSendAndForget:
             assert db.session.execute(f"SELECT * FROM {db.result_table}").one() is None
 
 
+# The janitor deletes a worker-only test's result rows without waiting (by the task ids the backend stored):
+# the next test must still find a reused task id PENDING, and storing it again must not keep the old result.
+def test_stores_fixed_task_ids(celery_astra_worker):
+    for n in range(5):
+        assert slow.apply_async((n,), task_id=f"fixed-{n}").get(timeout=30) == n
+
+
+def test_the_next_test_finds_them_pending_and_stores_them_again(celery_astra_worker):
+    for n in range(5):
+        assert slow.AsyncResult(f"fixed-{n}").state == "PENDING"
+        assert slow.apply_async((n + 10,), task_id=f"fixed-{n}").get(timeout=30) == n + 10
+
+
+def test_a_task_id_whose_delete_is_in_flight_is_read_and_stored_after_it(celery_astra_worker, celery_astra_database):
+    from pytest_celery_astra.janitor import Janitor
+    from pytest_celery_astra.result_rows import DELETES
+
+    db = celery_astra_database
+    table = (db.keyspace, db.result_table)
+    assert slow.apply_async((1,), task_id="reused").get(timeout=30) == 1
+    Janitor(db).clean(deferred=True)               # what the plugin does after a worker-only test
+    assert DELETES.pending(table, "reused")
+    assert slow.AsyncResult("reused").state == "PENDING"
+    assert not DELETES.pending(table, "reused")    # the read waited for the delete
+    assert slow.apply_async((2,), task_id="reused").get(timeout=30) == 2
+    Janitor(db).clean(deferred=True)
+    assert slow.apply_async((3,), task_id="reused").get(timeout=30) == 3   # not Celery's kept first SUCCESS
+
+
+# A row the test writes itself is not one the backend stored: the janitor finds it by reading the table.
+def test_writes_a_result_row_itself(celery_astra_database):
+    db = celery_astra_database
+    db.session.execute(f"INSERT INTO {db.result_table} (task_id, status, date_done) "
+                       f"VALUES ('written-by-hand', 'SUCCESS', toTimestamp(now()))")
+
+
+def test_the_hand_written_row_is_gone(celery_astra_worker, celery_astra_database):
+    db = celery_astra_database
+    assert db.session.execute(f"SELECT * FROM {db.result_table}").one() is None
+
+
 def test_each_task_sees_its_own_workers_node_name(celery_astra_worker, billing_worker):
     from myapp import billing_node, node
     assert node.delay().get(timeout=30) == celery_astra_worker.hostname
@@ -114,5 +155,5 @@ def test_nothing_crosses_from_one_test_to_the_next(pytester, xdist):
     pytester.makeconftest(CONFTEST)
     (pytester.path / "pytest.ini").write_text("[pytest]\ncelery_astra_app = myapp:app\npythonpath = .\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", *xdist, timeout=300)
-    result.assert_outcomes(passed=9)
+    result.assert_outcomes(passed=14)
     assert containers_of_run(run_id_of(result)) == []
