@@ -100,7 +100,7 @@ def database(keyspace_prefix: str | None = None) -> Callable:
         _teardown_step("finishing the last test's result-row deletes", lambda: _forget_result_rows(db))
         if context.cassandra_mode == "astra":
             _teardown_step("dropping the run's Astra tables", db.drop_created_tables)
-        elif context.cassandra_mode == "hosts":
+        elif context.shares_cassandra:  # an existing cluster, or a kept container other runs will use
             _teardown_step(f"dropping keyspace {db.keyspace}", db.drop_keyspace)
         _teardown_step("closing the Cassandra session", db.shutdown)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from .engine import docker_client
 from .errors import CeleryAstraError
 from .services import READINESS_PROBES, RunningService
 
@@ -95,9 +96,7 @@ class ServiceHandle:
         self.seconds[action] = time.monotonic() - started
 
     def _container(self):
-        import docker
-
-        client = docker.from_env()
+        client = docker_client()
         try:
             container = client.containers.get(self.service.container_id)
             container.reload()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 
+from .engine import docker_client
 from .services import (
     LABEL_CONFIG_HASH, LABEL_REUSE, LABEL_SERVICE, ContainerSpec, RunningService, wait_until_ready,
 )
@@ -20,9 +21,7 @@ REUSED_READY_TIMEOUT = 10.0
 
 def find_reusable(spec: ContainerSpec, timeout: float) -> RunningService | None:
     """A kept, matching, answering container for ``spec``, or None; removes mismatching or stopped ones."""
-    import docker
-
-    client = docker.from_env()
+    client = docker_client()
     try:
         kept = client.containers.list(all=True, filters={"label": [f"{LABEL_REUSE}=1", f"{LABEL_SERVICE}={spec.name}"]})
         found = None

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from .engine import docker_api_version, docker_client
 from .errors import ServiceStartError
 from .locks import file_lock
 from .owner import Owner
@@ -106,7 +107,9 @@ def start_container(spec: ContainerSpec, timeout: float, run_id: str, keep: bool
                        LABEL_OWNER_STARTED: owner.started})
     if keep:
         labels[LABEL_REUSE] = "1"
-    container = DockerContainer(spec.image, labels=labels)
+    # The API version from /_ping: the docker SDK would otherwise ask GET /version (0.4-0.5 s on podman).
+    container = DockerContainer(spec.image, labels=labels,
+                                docker_client_kw={"version": docker_api_version() or "auto"})
     container.with_exposed_ports(spec.port)
     for name, value in spec.env:
         container.with_env(name, value)
@@ -215,7 +218,7 @@ def remove_container(container_id: str) -> None:
     """Remove a container by id (SIGKILL, no grace period: test data is disposable)."""
     import docker
 
-    client = docker.from_env()
+    client = docker_client()
     try:
         client.containers.get(container_id).remove(force=True, v=True)
     except docker.errors.NotFound:
@@ -226,9 +229,7 @@ def remove_container(container_id: str) -> None:
 
 def owned_containers() -> list[tuple[str, str, Owner]]:
     """(id, service, owner) of the plugin's containers that name an owner and are not kept for reuse."""
-    import docker
-
-    client = docker.from_env()
+    client = docker_client()
     try:
         found = []
         for container in client.containers.list(all=True, filters={"label": LABEL}):
@@ -244,9 +245,7 @@ def owned_containers() -> list[tuple[str, str, Owner]]:
 
 def exec_in_container(container_id: str, command: list[str]) -> str:
     """Run a command in a container; raise with its output when it fails."""
-    import docker
-
-    client = docker.from_env()
+    client = docker_client()
     try:
         result = client.containers.get(container_id).exec_run(command)
     finally:
