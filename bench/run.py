@@ -45,6 +45,7 @@ def one_round(ws: Workspace, bench_label: str, say) -> dict:
     hand = run_handwired(ws, bench_label)
     figures.update(handwired_wall_s=hand["wall_s"], handwired_first_pass_s=hand["first_pass_s"],
                    handwired_worker_stop_s=(hand["steps"] or {}).get("worker_stopped"),
+                   handwired_cassandra_boot_s=(hand["steps"] or {}).get("cassandra_ready"),
                    handwired_steps=hand["steps"])
 
     say("b. reuse: first run keeps the containers, second run reuses them")
@@ -145,6 +146,10 @@ def targets(f: dict) -> list[dict]:
          m["handwired_wall_s"]), "limit": 0.5, "unit": "x"},
         {"target": "cold start <= 0.5x hand-wired (first pass)", "value": ratio(m["plugin_cold_first_pass_s"],
          m["handwired_first_pass_s"]), "limit": 0.5, "unit": "x"},
+        {"target": "(bound) first pass: imports + Cassandra boot / hand-wired",
+         "value": None if m["handwired_cassandra_boot_s"] is None or m["import_floor_s"] is None else ratio(
+             m["import_floor_s"] + m["handwired_cassandra_boot_s"], m["handwired_first_pass_s"]),
+         "limit": 0.5, "unit": "x"},
         {"target": "reused start <= 0.1x cold (wall)", "value": ratio(m["reuse_wall_s"], m["plugin_cold_wall_s"]),
          "limit": 0.1, "unit": "x"},
         {"target": "(bound) best reused start: import floor / cold", "value": ratio(m["import_floor_s"],
@@ -183,6 +188,7 @@ ROWS = [  # (figure, label, unit)
     ("handwired_wall_s", "a. hand-wired cold start, wall", "s"),
     ("handwired_first_pass_s", "a. hand-wired cold start, to first pass", "s"),
     ("handwired_worker_stop_s", "a.   of which start_worker() stopping", "s"),
+    ("handwired_cassandra_boot_s", "a.   of which Cassandra's boot (alone)", "s"),
     ("reuse_first_wall_s", "b. reuse, first run (keeps containers)", "s"),
     ("reuse_wall_s", "b. reuse, second run, wall", "s"),
     ("reuse_first_pass_s", "b. reuse, second run, to first pass", "s"),
