@@ -110,7 +110,7 @@ def one_round(ws: Workspace, bench_label: str, say) -> dict:
     runs = {"canvas": canvas, "plugin_cold": cold, "handwired": hand, "reuse_first": first, "reuse_second": second,
             "suite_cleanup_on": on, "suite_warm_cleanup_on": warm_on, "suite_cleanup_off": off, "suite_n2": n2}
     figures["failed"] = sorted(name for name, run in runs.items() if not run["ok"])
-    figures["raw"] = {name: {k: v for k, v in run.items() if k not in ("reports", "bare_s", "canvas")}
+    figures["raw"] = {name: {k: v for k, v in run.items() if k not in ("reports", "bare_s", "celery_floor_s", "canvas")}
                       for name, run in runs.items()}
     return figures
 

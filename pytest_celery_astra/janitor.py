@@ -92,26 +92,24 @@ class Janitor:
             if name == self.database.result_table:
                 table = (self.database.keyspace, name)
                 written = WRITTEN.take(table)
+                DELETES.wait(table)  # the previous test's deferred deletes (raises if one failed twice)
                 if deferred:
                     if self._delete_written(name, written):
                         emptied.append(name)
                     continue
-                DELETES.wait(table)  # the previous test's deferred deletes, before looking at the table
             if self._empty_table(name):
                 emptied.append(name)
         return emptied
 
     def _delete_written(self, name: str, task_ids: set[str]) -> bool:
-        table = (self.database.keyspace, name)
-        DELETES.wait(table)  # long done by now; raises if one failed twice
         if not task_ids:
             return False
         spent = self.database.tombstones.get(name, 0)
         if spent + len(task_ids) > TOMBSTONE_BUDGET:
             return self._empty_table(name)  # TRUNCATE, past the tombstone budget
         qualified = f"{protect_name(self.database.keyspace)}.{protect_name(name)}"
-        DELETES.send(table, self.database.session, self._delete_statement(qualified, self._partition_key(name)),
-                     sorted(task_ids))
+        delete = self._delete_statement(qualified, self._partition_key(name))
+        DELETES.send((self.database.keyspace, name), self.database.session, delete, sorted(task_ids))
         self.database.tombstones[name] = spent + len(task_ids)
         return True
 

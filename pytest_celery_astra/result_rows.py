@@ -1,8 +1,8 @@
 """The result rows this process wrote, and the deletes of them still in flight.
 
-The plugin's result backend records every task id it stores (``written``). After a test whose every
+The plugin's result backend records every task id it stores (``WRITTEN``). After a test whose every
 result-table row came from this process, the janitor deletes exactly those partitions without waiting
-for Cassandra to answer (``in_flight``): the deletes overlap the next test's set-up and first task.
+for Cassandra to answer (``DELETES``): the deletes overlap the next test's set-up and first task.
 Nothing can see them half done:
 
 * a delete gets its timestamp when it is sent, during the previous test's teardown, so a row the
