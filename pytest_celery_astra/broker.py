@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import dataclasses
+import logging
 import threading
 from urllib.parse import urlsplit
 
@@ -12,7 +13,10 @@ from .engine import EngineProbe
 from .naming import key_prefix, vhost_name
 from .services import ContainerSpec, RunningService, exec_in_container, rabbitmq_spec, redis_spec
 from .masking import mask_url, url_for_message
+from .rabbitmq_admin import AdminApiError, define_vhost, delete_vhosts
 from .settings import Settings
+
+logger = logging.getLogger(__name__)
 
 # kombu's transports by URL scheme (kombu.transport.TRANSPORT_ALIASES), checked here so that
 # a mistyped URL is one sentence before kombu (whose tracebacks show the URL) ever sees it.
@@ -38,7 +42,9 @@ class BrokerChoice:
     def container_specs(self, settings: Settings) -> list[ContainerSpec]:
         if self.mode != "container":
             return []
-        return [redis_spec(settings.redis_image) if kind == "redis" else rabbitmq_spec(settings.rabbitmq_image)
+        # A kept RabbitMQ gets its management API: every run on it makes and deletes vhosts.
+        return [redis_spec(settings.redis_image) if kind == "redis"
+                else rabbitmq_spec(settings.rabbitmq_image, admin_api=settings.reuse_containers)
                 for kind in self.kinds]
 
 
@@ -125,7 +131,7 @@ def worker_broker_url(choice: BrokerChoice, settings: Settings, service: Running
     if (kind or choice.kind) == "redis":
         return f"redis://{service.host}:{service.port}/0", redis_isolation(run_id, worker)
     vhost = vhost_name(worker, run_id if settings.reuse_containers else None)
-    ensure_vhost(service.container_id, vhost)
+    ensure_vhost(service, vhost)
     return f"amqp://guest:guest@{service.host}:{service.port}/{vhost}", {}
 
 
@@ -154,20 +160,21 @@ def check_url_isolates_workers(url: str, worker: str) -> None:
 _PREPARING: dict[tuple[str, str], "concurrent.futures.Future[None]"] = {}
 
 
-def prepare_vhost(container_id: str, vhost: str) -> None:
-    """Start creating ``vhost`` in a background thread, so that its ``rabbitmqctl`` calls (about 1.5 s:
-    an Erlang VM each) overlap the Cassandra connect and DDL; :func:`ensure_vhost` then only waits."""
-    key = (container_id, vhost)
+def prepare_vhost(service: RunningService, vhost: str) -> None:
+    """Start creating ``vhost`` in a background thread, so that it overlaps the Cassandra connect and DDL
+    (``rabbitmqctl`` takes about 1 s; a kept container's management API ~15 ms); :func:`ensure_vhost` then
+    only waits."""
+    key = (service.container_id, vhost)
     if key not in _PREPARING:
-        _PREPARING[key] = _background(_create_vhost, container_id, vhost)
+        _PREPARING[key] = _background(_create_vhost, service, vhost)
 
 
-def ensure_vhost(container_id: str, vhost: str) -> None:
+def ensure_vhost(service: RunningService, vhost: str) -> None:
     """A RabbitMQ virtual host per worker keeps its queues apart, named queues included: wait for the
     one :func:`prepare_vhost` started (its error, if any, is raised here), or create it now."""
-    future = _PREPARING.pop((container_id, vhost), None)
+    future = _PREPARING.pop((service.container_id, vhost), None)
     if future is None:
-        _create_vhost(container_id, vhost)
+        _create_vhost(service, vhost)
     else:
         future.result()
 
@@ -185,9 +192,18 @@ def _background(function, *args) -> "concurrent.futures.Future[None]":
     return future
 
 
-def _create_vhost(container_id: str, vhost: str) -> None:
-    """Each ``rabbitmqctl`` call boots an Erlang VM (~0.6 s here), so the vhost and the guest's permissions
-    come in one ``import_definitions`` (RabbitMQ 3.8.2+); else ``add_vhost`` then ``set_permissions``."""
+def _create_vhost(service: RunningService, vhost: str) -> None:
+    """Through the management API when the container has it (kept containers); else, or when it fails,
+    ``rabbitmqctl``. Each ``rabbitmqctl`` call boots an Erlang VM (~0.6 s here), so the vhost and the guest's
+    permissions come in one ``import_definitions`` (RabbitMQ 3.8.2+); else ``add_vhost`` then
+    ``set_permissions``."""
+    if service.admin_port:
+        try:
+            define_vhost(service.host, service.admin_port, vhost)
+            return
+        except AdminApiError as error:
+            logger.info("pytest-celery-astra: the management API did not create vhost %s (%s); using rabbitmqctl",
+                        vhost, error)
     definitions = json.dumps({
         "vhosts": [{"name": vhost}],
         "permissions": [{"user": "guest", "vhost": vhost, "configure": ".*", "write": ".*", "read": ".*"}]})
@@ -196,16 +212,24 @@ def _create_vhost(container_id: str, vhost: str) -> None:
     two_calls = (f"(rabbitmqctl -q add_vhost {vhost} >/dev/null 2>&1 || rabbitmqctl -q list_vhosts | grep -qx {vhost})"
                  f" && rabbitmqctl -q set_permissions -p {vhost} guest '.*' '.*' '.*'")
     script = f"({one_call}) || ({two_calls}); status=$?; rm -f {path}; exit $status"
-    exec_in_container(container_id, ["sh", "-c", script])
+    exec_in_container(service.container_id, ["sh", "-c", script])
 
 
-def delete_run_vhosts(container_id: str, run_id: str) -> None:
+def delete_run_vhosts(container_id: str, run_id: str, host: str | None = None, admin_port: int | None = None) -> None:
     """Delete one run's virtual hosts (one per xdist worker) from a kept RabbitMQ container: a run
     removes what it created, also in a container that outlives it.
 
-    One ``rabbitmqctl eval`` lists and deletes them in a single Erlang VM; where its internal calls do not
-    exist (another RabbitMQ version), the public commands do it, one VM per vhost."""
+    Through the management API at ``host:admin_port`` when given (one request per vhost). Else, or when it
+    fails, one ``rabbitmqctl eval`` lists and deletes them in a single Erlang VM; where its internal calls do
+    not exist (another RabbitMQ version), the public commands do it, one VM per vhost."""
     prefix = vhost_name("", run_id).rstrip("_") + "_"
+    if host and admin_port:
+        try:
+            delete_vhosts(host, admin_port, prefix)
+            return
+        except AdminApiError as error:
+            logger.info("pytest-celery-astra: the management API did not delete run %s's vhosts (%s); "
+                        "using rabbitmqctl", run_id, error)
     one_call = ("rabbitmqctl -q eval '"
                 f"P = <<\"{prefix}\">>, [ok = rabbit_vhost:delete(V, <<\"pytest-celery-astra\">>) "
                 "|| V <- rabbit_vhost:list_names(), binary:longest_common_prefix([V, P]) =:= byte_size(P)].' "

@@ -192,7 +192,7 @@ def _forget_run_in_kept_broker(record: dict, run_id: str) -> list[str]:
     from .broker import delete_run_vhosts
 
     try:
-        delete_run_vhosts(record["container_id"], run_id)
+        delete_run_vhosts(record["container_id"], run_id, record.get("host"), record.get("admin_port"))
     except Exception as error:  # a kept container someone removed: nothing left to delete
         return [f"could not delete run {run_id}'s virtual hosts in the kept rabbitmq container: {error}"]
     return []

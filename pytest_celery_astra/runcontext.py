@@ -189,7 +189,7 @@ class RunContext:
 
         service = self.services.get("rabbitmq")
         if self.broker.mode == "container" and service is not None:
-            prepare_vhost(service.container_id,
+            prepare_vhost(service,
                           vhost_name(self.worker, self.run_id if self.settings.reuse_containers else None))
 
     def _refuse_if_orphaned(self) -> None:

@@ -40,13 +40,16 @@ logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class ContainerSpec:
-    """What to run for one service, and which port the tests talk to."""
+    """What to run for one service, which port the tests talk to, and (kept RabbitMQ only) the port of
+    its management HTTP API, which makes and deletes a run's vhosts in ~15 ms instead of ~1 s of
+    ``rabbitmqctl``."""
 
     name: str
     image: str
     port: int
     env: tuple[tuple[str, str], ...] = ()
     command: tuple[str, ...] | None = None
+    admin_port: int | None = None
 
     @property
     def config_hash(self) -> str:
@@ -66,10 +69,16 @@ class RunningService:
     port: int
     seconds_to_ready: float
     reused: bool = False
+    admin_port: int | None = None  # host port of the management HTTP API (kept RabbitMQ), else None
 
 
-def rabbitmq_spec(image: str) -> ContainerSpec:
-    return ContainerSpec("rabbitmq", image, 5672)
+def rabbitmq_spec(image: str, admin_api: bool = False) -> ContainerSpec:
+    """RabbitMQ; with ``admin_api`` (kept containers: every run makes and deletes its vhosts there) also its
+    management plugin, whose HTTP API does that without booting an Erlang VM per ``rabbitmqctl`` call."""
+    if not admin_api:
+        return ContainerSpec("rabbitmq", image, 5672)
+    return ContainerSpec("rabbitmq", image, 5672, env=(("RABBITMQ_ENABLED_PLUGINS", "rabbitmq_management"),),
+                         admin_port=15672)
 
 
 def redis_spec(image: str) -> ContainerSpec:
@@ -110,7 +119,7 @@ def start_container(spec: ContainerSpec, timeout: float, run_id: str, keep: bool
     # The API version from /_ping: the docker SDK would otherwise ask GET /version (0.4-0.5 s on podman).
     container = DockerContainer(spec.image, labels=labels,
                                 docker_client_kw={"version": docker_api_version() or "auto"})
-    container.with_exposed_ports(spec.port)
+    container.with_exposed_ports(spec.port, *([spec.admin_port] if spec.admin_port else []))
     for name, value in spec.env:
         container.with_env(name, value)
     if spec.command:
@@ -129,6 +138,7 @@ def start_container(spec: ContainerSpec, timeout: float, run_id: str, keep: bool
         on_created(container.get_wrapped_container().id)
         host = container.get_container_host_ip()
         port = int(container.get_exposed_port(spec.port))
+        admin_port = int(container.get_exposed_port(spec.admin_port)) if spec.admin_port else None
         wait_until_ready(spec, host, port, timeout, container_alive=lambda: _is_running(container))
     except BaseException as error:
         logs = container_log_tail(container)
@@ -139,7 +149,7 @@ def start_container(spec: ContainerSpec, timeout: float, run_id: str, keep: bool
         raise
     return RunningService(
         name=spec.name, image=spec.image, container_id=container.get_wrapped_container().id,
-        host=host, port=port, seconds_to_ready=round(time.monotonic() - started, 2),
+        host=host, port=port, seconds_to_ready=round(time.monotonic() - started, 2), admin_port=admin_port,
     )
 
 
@@ -158,9 +168,10 @@ def _create_and_start(container) -> None:
 def wait_until_ready(
     spec: ContainerSpec, host: str, port: int, timeout: float,
     container_alive: Callable[[], bool] = lambda: True,
+    probe: Callable[[str, int], None] | None = None,
 ) -> None:
-    """Retry the real thing until it works, the container dies, or ``timeout`` passes."""
-    probe = READINESS_PROBES[spec.name]
+    """Retry the real thing (or ``probe``) until it works, the container dies, or ``timeout`` passes."""
+    probe = probe or READINESS_PROBES[spec.name]
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:
@@ -212,6 +223,7 @@ READINESS_PROBES: dict[str, Callable[[str, int], None]] = {
     "redis": _probe_redis,
     "cassandra": _probe_cql,
 }
+
 
 
 def remove_container(container_id: str) -> None:
