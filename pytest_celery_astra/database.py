@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
 import logging
 import re
 import time
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from .errors import DatabaseSetupError
+from .leases import KeyspaceLease
 from .masking import Secret
 from .owner import Owner
 
@@ -154,6 +156,14 @@ def with_mark(cql: str, mark: str) -> str:
     return f"{statement}{joiner}comment = '{mark}'"
 
 
+def lease_fingerprint(result_table: str) -> str:
+    """What a leased keyspace left clean must match to be used as it is: the result table's name and
+    Celery's schema for it (which changed between releases)."""
+    from celery.backends.cassandra import Q_CREATE_RESULT_TABLE
+
+    return hashlib.sha256(f"{OWNER_TABLE}\n{result_table}\n{Q_CREATE_RESULT_TABLE}".encode()).hexdigest()[:16]
+
+
 def result_table_ddl(keyspace: str, table: str, comment: str) -> str:
     """Celery's own CREATE TABLE for its result table, with the plugin's mark as comment.
 
@@ -176,7 +186,8 @@ class TestDatabase:
     __test__ = False  # not a pytest test class, despite the name
 
     def __init__(self, target: CassandraTarget, keyspace: str, result_table: str, run_id: str, worker: str,
-                 read_consistency: str = "LOCAL_QUORUM", write_consistency: str = "LOCAL_QUORUM"):
+                 read_consistency: str = "LOCAL_QUORUM", write_consistency: str = "LOCAL_QUORUM",
+                 lease: KeyspaceLease | None = None):
         self.target = target
         self.keyspace = keyspace
         self.result_table = result_table
@@ -193,6 +204,10 @@ class TestDatabase:
         # Partitions deleted per table since its last TRUNCATE (see janitor.py).
         self.tombstones: dict[str, int] = {}
         self.prepared_deletes: dict = {}
+        # A kept container's keyspace held by this process (leases.py); ``adopted`` when its previous
+        # holder left it clean, so no DDL was needed.
+        self.lease = lease
+        self.adopted = False
         self.cluster = None
         self.session = None
 
@@ -271,12 +286,17 @@ class TestDatabase:
         self.create_result_table()
 
     def create_result_table(self) -> None:
+        if self.adopted:  # a leased keyspace left clean: the table is there, empty, with Celery's schema
+            self.created_tables.add(self.result_table)
+            return
         self.create_table(self.result_table, result_table_ddl)
 
     def prepare_keyspace(self) -> None:
-        """Create this run's keyspace, or check that the Astra keyspace exists; use it."""
+        """Create this run's keyspace (or take the leased one as it is, when left clean), or check that
+        the Astra keyspace exists; use it."""
         if self.owns_keyspace:
-            self._create_own_keyspace()
+            if not self._adopt_leased_keyspace():
+                self._create_own_keyspace()
         elif self.keyspace not in self.cluster.metadata.keyspaces:
             raise DatabaseSetupError(
                 f"pytest-celery-astra: keyspace {self.keyspace!r} does not exist in this Astra DB database and "
@@ -297,8 +317,8 @@ class TestDatabase:
         for name, keyspace in list(self.cluster.metadata.keyspaces.items()):
             owner_table = keyspace.tables.get(OWNER_TABLE)
             mark = parse_mark(owner_table.options.get("comment")) if owner_table is not None else None
-            if name == self.keyspace or mark is None or mark["run"] == self.run_id:
-                continue
+            if name == self.keyspace or mark is None or mark["run"] == self.run_id or "lease" in mark:
+                continue  # a leased keyspace is reset by its next holder (leases.py), never reaped
             owner = mark_owner(mark)
             if owner is not None and owner.is_provably_gone():
                 why = owner.describe()
@@ -309,6 +329,49 @@ class TestDatabase:
             self.session.execute(f"DROP KEYSPACE IF EXISTS {name}", timeout=60)
             dropped.append(f"keyspace {name} ({why})")
         return dropped
+
+    def _adopt_leased_keyspace(self) -> bool:
+        """Use the leased keyspace as its previous holder left it, when that was clean and it holds
+        exactly the owner table and the result table."""
+        if self.lease is None or not self.lease.was_clean:
+            return False
+        existing = self.cluster.metadata.keyspaces.get(self.keyspace)
+        if existing is None or set(existing.tables) != {OWNER_TABLE, self.result_table} or existing.views \
+                or existing.user_types:
+            return False
+        self.adopted = True
+        self.tombstones[self.result_table] = self.lease.tombstones
+        return True
+
+    def return_lease(self, clean: bool) -> None:
+        """End of run on a kept container: leave the leased keyspace clean for the next holder — drop the
+        tables the run added, TRUNCATE the result table if it still has rows — and give the slot back.
+        Not ``clean`` (an interrupted run), or when that fails, the next holder recreates the keyspace."""
+        lease, self.lease = self.lease, None
+        if lease is None:
+            return
+        if not clean:
+            lease.release(clean=False)
+            return
+        try:
+            found = {kind: [row[0] for row in self.session.execute(
+                f"SELECT {kind[:-1]}_name FROM system_schema.{kind} WHERE keyspace_name = %s", (self.keyspace,))]
+                for kind in ("tables", "views", "types", "functions", "aggregates")}
+            if any(found[kind] for kind in ("views", "types", "functions", "aggregates")):
+                lease.release(clean=False)  # rarely made in a test keyspace: the next holder starts afresh
+                return
+            for table in found["tables"]:
+                if table not in (OWNER_TABLE, self.result_table):
+                    self.session.execute(f"DROP TABLE IF EXISTS {self.keyspace}.{table}", timeout=60)
+            tombstones = self.tombstones.get(self.result_table, 0)
+            if self.session.execute(f"SELECT * FROM {self.keyspace}.{self.result_table} LIMIT 1",
+                                    timeout=60).one() is not None:
+                self.session.execute(f"TRUNCATE {self.keyspace}.{self.result_table}", timeout=60)
+                tombstones = 0
+        except BaseException:
+            lease.release(clean=False)
+            raise
+        lease.release(clean=self.result_table in found["tables"], tombstones=tombstones)
 
     def _create_own_keyspace(self) -> None:
         existing = self.cluster.metadata.keyspaces.get(self.keyspace)
@@ -322,9 +385,9 @@ class TestDatabase:
         self.session.execute(
             f"CREATE KEYSPACE {self.keyspace} WITH replication = "
             "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+        mark = table_mark(self.run_id, self.worker) + (f" lease={self.lease.slot}" if self.lease else "")
         self.session.execute(
-            f"CREATE TABLE {self.keyspace}.{OWNER_TABLE} (run_id text PRIMARY KEY) "
-            f"WITH comment = '{table_mark(self.run_id, self.worker)}'")
+            f"CREATE TABLE {self.keyspace}.{OWNER_TABLE} (run_id text PRIMARY KEY) WITH comment = '{mark}'")
 
     def create_table(self, table: str, ddl_for=None, cql: str | None = None) -> None:
         """Create ``table`` in the test keyspace; it is the plugin's own and is emptied after every test.

@@ -21,6 +21,7 @@ from .celery_app import close_backend, close_broker_pools, configure_app, load_a
 from .coordination import warn_reaped
 from .database import TestDatabase
 from .errors import CeleryAstraError, ConfigurationError
+from .interrupts import interrupted
 from .naming import node_name
 from .runcontext import RUN_CONTEXT_KEY, RunContext
 
@@ -67,15 +68,19 @@ def database(keyspace_prefix: str | None = None) -> Callable:
         scope="session")
     def database_fixture(request: pytest.FixtureRequest):
         context = _context(request)
+        lease = None
         try:
             context.preflight()
             context.start_services()
+            lease = context.keyspace_lease(keyspace_prefix)
             db = TestDatabase(
-                context.cassandra_target(), context.keyspace(keyspace_prefix), context.result_table(keyspace_prefix),
-                context.run_id, context.worker, context.settings.read_consistency,
-                context.settings.write_consistency)
+                context.cassandra_target(), lease.keyspace if lease else context.keyspace(keyspace_prefix),
+                context.result_table(keyspace_prefix), context.run_id, context.worker,
+                context.settings.read_consistency, context.settings.write_consistency, lease=lease)
             db.connect(context.settings.startup_timeout, retry=context.cassandra_mode == "container")
         except CeleryAstraError as error:
+            if lease is not None:
+                lease.release(clean=False)
             _fail_setup(request, error)
         try:
             db.prepare_keyspace()  # checks the Astra keyspace first
@@ -87,9 +92,11 @@ def database(keyspace_prefix: str | None = None) -> Callable:
                 check_table_budget(db.cluster, context.run_id, workers, context.settings.astra_table_limit)
             db.create_result_table()
         except CeleryAstraError as error:
+            db.return_lease(clean=False)
             db.shutdown()
             _fail_setup(request, error)
         except BaseException:
+            db.return_lease(clean=False)
             db.shutdown()
             raise
         databases = request.config.stash.setdefault(DATABASES_KEY, {})
@@ -100,6 +107,8 @@ def database(keyspace_prefix: str | None = None) -> Callable:
         _teardown_step("finishing the last test's result-row deletes", lambda: _forget_result_rows(db))
         if context.cassandra_mode == "astra":
             _teardown_step("dropping the run's Astra tables", db.drop_created_tables)
+        elif db.lease is not None:  # a kept container's keyspace: left clean for the next run (leases.py)
+            _teardown_step(f"returning keyspace {db.keyspace}", lambda: db.return_lease(clean=not interrupted()))
         elif context.shares_cassandra:  # an existing cluster, or a kept container other runs will use
             _teardown_step(f"dropping keyspace {db.keyspace}", db.drop_keyspace)
         _teardown_step("closing the Cassandra session", db.shutdown)

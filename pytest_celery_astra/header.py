@@ -50,7 +50,12 @@ def _cassandra_line(context: RunContext, workers: list[str]) -> str:
                   f"{', region ' + settings.astra_db_region if settings.astra_db_region else ''}")
         return (f"{bundle}, "
                 f"keyspace {settings.astra_keyspace}, result tables {tables}")
-    keyspaces = ", ".join(context.keyspace_of(worker) for worker in workers)
+    if context.leases_keyspaces:
+        from .naming import leased_keyspace_name
+
+        keyspaces = f"{leased_keyspace_name(settings.keyspace, 'N')} (a kept one, leased per process)"
+    else:
+        keyspaces = ", ".join(context.keyspace_of(worker) for worker in workers)
     where = (f"hosts {settings.describe('cassandra_hosts')} port {settings.cassandra_port}"
              if context.cassandra_mode == "hosts" else f"container (image {settings.describe('cassandra_image')})")
     return f"{where}, keyspace {keyspaces} ({settings.sources['keyspace']}), table {settings.table}"

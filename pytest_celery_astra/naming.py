@@ -47,6 +47,12 @@ def keyspace_name(prefix: str, worker: str, run_id: str | None = None) -> str:
     return short_name(prefix, _slug(run_id or ""), _slug(worker))
 
 
+def leased_keyspace_name(prefix: str, slot: int | str) -> str:
+    """A long-lived keyspace of a kept Cassandra container, held by one process at a time
+    (see leases.py): ``celery_astra_kept_0``."""
+    return short_name(prefix, "kept", str(slot))
+
+
 def astra_table_name(table: str, run_id: str, worker: str) -> str:
     """One result table per run and worker in a shared Astra keyspace.
 

@@ -129,6 +129,25 @@ class RunContext:
         """An existing cluster, or a kept container: other runs may use it at the same time."""
         return self.cassandra_mode == "hosts" or self.settings.reuse_containers
 
+    @property
+    def leases_keyspaces(self) -> bool:
+        """Kept containers: each process leases a long-lived keyspace instead of making its own (leases.py)."""
+        return self.cassandra_mode == "container" and self.settings.reuse_containers
+
+    def keyspace_lease(self, prefix: str | None = None):
+        """A free leased keyspace on the kept Cassandra (after :meth:`start_services`), or None: then the
+        run makes a keyspace of its own, named by its run id."""
+        if not self.leases_keyspaces:
+            return None
+        from .database import lease_fingerprint
+        from .leases import acquire
+        from .naming import leased_keyspace_name
+
+        keyspace_prefix = prefix or self.settings.keyspace
+        return acquire(self.services["cassandra"].container_id, keyspace_prefix,
+                       lease_fingerprint(self.result_table(prefix)),
+                       lambda slot: leased_keyspace_name(keyspace_prefix, slot))
+
     def keyspace_of(self, worker: str, prefix: str | None = None) -> str:
         """The keyspace ``worker`` uses; on a Cassandra shared with other runs it carries the run id."""
         run_id = self.run_id if self.shares_cassandra else None

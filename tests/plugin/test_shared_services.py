@@ -3,6 +3,7 @@ plugin (as a team's shared test cluster), three times in a row; the same with co
 every broker kind. Each run keeps to its own keyspaces and queues; a foreign keyspace with data survives."""
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -152,6 +153,7 @@ def test_drop_stale_removes_old_runs_of_other_hosts_and_nothing_else(project, sh
 
 def test_two_concurrent_runs_with_container_reuse(project):
     import docker
+    from cassandra.cluster import Cluster
 
     client = docker.from_env()
     label = "io.github.pytest-celery-astra.reuse=1"
@@ -164,9 +166,21 @@ def test_two_concurrent_runs_with_container_reuse(project):
             (code_a, out_a), (code_b, out_b) = finish(first), finish(second)
             assert code_a == 0, out_a
             assert code_b == 0, out_b
-            # Each run dropped its own keyspace in the kept Cassandra: the next pair finds nothing to reap.
+            # Each process returned its leased keyspace in the kept Cassandra: the next pair finds nothing to reap.
             assert "removed what killed earlier runs left" not in out_a + out_b, out_a + out_b
         kept = [c for c in client.containers.list(filters={"label": label}) if c.id not in kept_before]
+        for container in kept:
+            if container.labels.get("io.github.pytest-celery-astra.service") == "cassandra":
+                # Only leased keyspaces stay (one per process that ran at once: 2 runs x 2 xdist workers).
+                port = int(container.attrs["NetworkSettings"]["Ports"]["9042/tcp"][0]["HostPort"])
+                cluster = Cluster(["127.0.0.1"], port=port)
+                try:
+                    names = sorted(cluster.connect().cluster.metadata.keyspaces)
+                finally:
+                    cluster.shutdown()
+                ours = [name for name in names if name.startswith("celery_astra")]
+                assert ours and all(re.fullmatch(r"celery_astra_kept_[0-9]+", name) for name in ours), names
+                assert len(ours) <= 4, names
         # Two first runs at once may each start a kept RabbitMQ (neither found one to reuse): check all.
         rabbitmq = [c for c in kept if c.labels.get("io.github.pytest-celery-astra.service") == "rabbitmq"]
         assert rabbitmq, [c.labels for c in kept]
