@@ -354,9 +354,11 @@ class TestDatabase:
             lease.release(clean=False)
             return
         try:
-            found = {kind: [row[0] for row in self.session.execute(
-                f"SELECT {kind[:-1]}_name FROM system_schema.{kind} WHERE keyspace_name = %s", (self.keyspace,))]
-                for kind in ("tables", "views", "types", "functions", "aggregates")}
+            kinds = ("tables", "views", "types", "functions", "aggregates")
+            futures = {kind: self.session.execute_async(
+                f"SELECT {kind[:-1]}_name FROM system_schema.{kind} WHERE keyspace_name = %s", (self.keyspace,))
+                for kind in kinds}
+            found = {kind: [row[0] for row in futures[kind].result()] for kind in kinds}
             if any(found[kind] for kind in ("views", "types", "functions", "aggregates")):
                 lease.release(clean=False)  # rarely made in a test keyspace: the next holder starts afresh
                 return
@@ -376,7 +378,9 @@ class TestDatabase:
     def _create_own_keyspace(self) -> None:
         existing = self.cluster.metadata.keyspaces.get(self.keyspace)
         if existing is not None:
-            if OWNER_TABLE not in existing.tables:
+            # A leased keyspace with no table at all: its holder was killed between CREATE KEYSPACE and the
+            # owner table.
+            if OWNER_TABLE not in existing.tables and not (self.lease is not None and not existing.tables):
                 raise DatabaseSetupError(
                     f"pytest-celery-astra: keyspace {self.keyspace!r} already exists and was not created by this "
                     f"plugin, so it will not be used or cleaned; set --celery-astra-keyspace to another prefix.")
