@@ -90,7 +90,13 @@ TEST_NODE_OPTS=(
   -Dcassandra.superuser_setup_delay_ms=0
   -Dcassandra.initial_token=0
 )
+# The class-data sharing archive made at image build (make-cds-archive.sh), when there is one. CDS wants
+# jars only at the head of the class path, so the configuration directory comes last.
+CDS_OPTS=()
+if [ -f "$CASSANDRA_HOME/cassandra.jsa" ]; then
+  CDS_OPTS=(-XX:SharedArchiveFile="$CASSANDRA_HOME/cassandra.jsa" -Xshare:auto -Xlog:cds=off -Xlog:cds+dynamic=off)
+fi
 # shellcheck disable=SC2206  # JVM_OPTS is a space-separated list, as in the official image
 EXTRA_OPTS=(${JVM_OPTS:-})
-exec java "${JPMS_OPTS[@]}" "${TEST_NODE_OPTS[@]}" "${EXTRA_OPTS[@]}" \
-  -cp "$CONF_DIR:$CASSANDRA_HOME/lib/*" org.apache.cassandra.service.CassandraDaemon
+exec java "${CDS_OPTS[@]}" "${JPMS_OPTS[@]}" "${TEST_NODE_OPTS[@]}" "${EXTRA_OPTS[@]}" \
+  -cp "$CASSANDRA_HOME/lib/*:$CONF_DIR" org.apache.cassandra.service.CassandraDaemon
