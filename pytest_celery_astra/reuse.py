@@ -8,12 +8,11 @@ not match is removed, so a changed image or setting never runs stale services.
 from __future__ import annotations
 
 import logging
-import socket
 import time
 
 from .engine import docker_client
 from .services import (
-    LABEL_CONFIG_HASH, LABEL_REUSE, LABEL_SERVICE, ContainerSpec, RunningService, wait_until_ready,
+    GREETINGS, LABEL_CONFIG_HASH, LABEL_REUSE, LABEL_SERVICE, ContainerSpec, RunningService, wait_until_ready,
 )
 
 logger = logging.getLogger(__name__)
@@ -64,35 +63,3 @@ def _answering(container, spec: ContainerSpec) -> RunningService | None:
         admin_port=int(admin_bindings[0]["HostPort"]) if admin_bindings else None,
     )
 
-
-def _greeting(host: str, port: int, hello: bytes, expect) -> None:
-    """Send ``hello``; raise unless the first bytes of the answer satisfy ``expect``."""
-    with socket.create_connection((host, port), timeout=2) as connection:
-        connection.sendall(hello)
-        answer = b""
-        while len(answer) < 9:
-            chunk = connection.recv(64)
-            if not chunk:
-                break
-            answer += chunk
-    if not expect(answer):
-        raise ConnectionError(f"unexpected greeting {answer[:9]!r}")
-
-
-def _greet_amqp(host: str, port: int) -> None:
-    # AMQP 0-9-1 protocol header; the broker answers with a method frame (type 1): Connection.Start.
-    _greeting(host, port, b"AMQP\x00\x00\x09\x01", lambda answer: answer[:1] == b"\x01")
-
-
-def _greet_redis(host: str, port: int) -> None:
-    _greeting(host, port, b"PING\r\n", lambda answer: answer.startswith(b"+PONG"))
-
-
-def _greet_cql(host: str, port: int) -> None:
-    # A native-protocol v4 OPTIONS frame (stream 0, no body); Cassandra answers SUPPORTED (opcode 6)
-    # once its native transport is up, which it starts last.
-    _greeting(host, port, b"\x04\x00\x00\x00\x05\x00\x00\x00\x00",
-              lambda answer: len(answer) >= 5 and answer[0] == 0x84 and answer[4] == 0x06)
-
-
-GREETINGS = {"rabbitmq": _greet_amqp, "redis": _greet_redis, "cassandra": _greet_cql}

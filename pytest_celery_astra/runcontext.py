@@ -161,10 +161,9 @@ class RunContext:
         return self.settings.table
 
     def container_specs(self) -> list[ContainerSpec]:
-        specs = self.broker.container_specs(self.settings)
-        if self.cassandra_mode == "container":
-            specs.append(cassandra_spec(self.settings.cassandra_image))
-        return specs
+        """Cassandra first: it boots slowest, and containers are created one at a time (services.CREATE_LOCK)."""
+        specs = [cassandra_spec(self.settings.cassandra_image)] if self.cassandra_mode == "container" else []
+        return specs + self.broker.container_specs(self.settings)
 
     def start_services(self) -> dict[str, RunningService]:
         """Start (or join) the containers this run needs, broker and Cassandra concurrently."""

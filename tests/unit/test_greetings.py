@@ -1,0 +1,50 @@
+"""The protocol greetings that tell a container is up (services.GREETINGS), against tiny local servers."""
+
+import socket
+import threading
+
+import pytest
+
+from pytest_celery_astra.services import GREETINGS
+
+
+def serve_once(answer: bytes):
+    """A server on a free port that reads the client's hello and sends ``answer`` (b"" = just close)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def handle():
+        connection, _ = server.accept()
+        with connection:
+            connection.recv(64)
+            if answer:
+                connection.sendall(answer)
+        server.close()
+
+    threading.Thread(target=handle, daemon=True).start()
+    return server.getsockname()[1]
+
+
+ANSWERS = {
+    "rabbitmq": b"\x01\x00\x00\x00\x00\x01\xf4\x00\x0a\x00\x0a",   # a method frame: Connection.Start
+    "redis": b"+PONG\r\n",                                        # 7 bytes: must not wait for more
+    "cassandra": b"\x84\x00\x00\x00\x06\x00\x00\x00\x10",          # SUPPORTED
+}
+
+
+@pytest.mark.parametrize("service", sorted(ANSWERS))
+def test_the_service_answer_passes(service):
+    GREETINGS[service]("127.0.0.1", serve_once(ANSWERS[service]))
+
+
+@pytest.mark.parametrize("service", sorted(ANSWERS))
+def test_a_forwarder_that_accepts_and_closes_does_not_pass(service):
+    # Rootless podman's port forwarder accepts connections before the service listens, then closes them.
+    with pytest.raises(ConnectionError):
+        GREETINGS[service]("127.0.0.1", serve_once(b""))
+
+
+def test_another_protocol_does_not_pass():
+    with pytest.raises(ConnectionError):
+        GREETINGS["cassandra"]("127.0.0.1", serve_once(b"HTTP/1.1 400 Bad Request\r\n\r\n"))
