@@ -319,19 +319,39 @@ _DIRECT_DATABASE_FIXTURES = frozenset({
     "celery_astra_database", "celery_astra_cassandra", "celery_astra_cleanup", "celery_astra_services"})
 
 
-def _reaches_tables(request: pytest.FixtureRequest) -> bool:
+def _reaches_tables(request: pytest.FixtureRequest | pytest.Item) -> bool:
     """Whether the test (or one of its fixtures) statically asks for a database fixture or the session."""
-    databases = request.config.stash.get(factories.DATABASES_KEY, {})
-    return any(name in _DIRECT_DATABASE_FIXTURES or name in databases for name in request.node.fixturenames)
+    item = request if isinstance(request, pytest.Item) else request.node
+    databases = item.config.stash.get(factories.DATABASES_KEY, {})
+    return any(name in _DIRECT_DATABASE_FIXTURES or name in databases for name in item.fixturenames)
 
 
-def _rows_all_from_here(request: pytest.FixtureRequest) -> bool:
+def _rows_all_from_here(request: pytest.FixtureRequest | pytest.Item) -> bool:
     """Every result row this test made was stored by this process's backend (so the janitor knows their
     task ids): no worker process runs, and the test did not reach the tables itself."""
     from .process_worker import ProcessWorker
 
-    workers = request.config.stash.get(factories.RUNNING_WORKERS_KEY, [])
+    config = request.config
+    workers = config.stash.get(factories.RUNNING_WORKERS_KEY, [])
     return not any(isinstance(worker, ProcessWorker) for worker in workers) and not _reaches_tables(request)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """During the test itself, tell the backend when every result row comes from this process (and
+    earlier tests' rows were deleted): a task id it has not stored has no row (result_rows.known_absent)."""
+    context = item.config.stash.get(RUN_CONTEXT_KEY, None)
+    if not (context is not None and context.settings.cleanup and item.config.stash.get(factories.DATABASES_KEY, {})
+            and _rows_all_from_here(item)):
+        yield
+        return
+    from .result_rows import ROWS_ONLY_FROM_HERE
+
+    ROWS_ONLY_FROM_HERE.set()
+    try:
+        yield
+    finally:
+        ROWS_ONLY_FROM_HERE.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -118,8 +118,26 @@ def test_a_task_id_whose_delete_is_in_flight_is_read_and_stored_after_it(celery_
     assert slow.apply_async((3,), task_id="reused").get(timeout=30) == 3   # not Celery's kept first SUCCESS
 
 
+# While a test's rows all come from this process, the backend skips Celery 5.7's read before storing an id
+# it has not stored yet; an id stored twice is still read first, so Celery's rule (5.7 keeps the first
+# SUCCESS; earlier releases store the last) holds.
+def test_an_id_stored_twice_in_one_test_follows_celerys_rule(celery_astra_worker):
+    import celery
+    from pytest_celery_astra.result_rows import ROWS_ONLY_FROM_HERE
+
+    assert ROWS_ONLY_FROM_HERE.is_set()
+    assert slow.apply_async((1,), task_id="twice").get(timeout=30) == 1
+    slow.apply_async((2,), task_id="twice")
+    assert slow.delay(3).get(timeout=30) == 3     # the solo worker runs in order: the second one is stored
+    keeps_first = tuple(int(part) for part in celery.VERSION[:2]) >= (5, 7)
+    assert slow.AsyncResult("twice").get(timeout=30) == (1 if keeps_first else 2)
+
+
 # A row the test writes itself is not one the backend stored: the janitor finds it by reading the table.
 def test_writes_a_result_row_itself(celery_astra_database):
+    from pytest_celery_astra.result_rows import ROWS_ONLY_FROM_HERE
+
+    assert not ROWS_ONLY_FROM_HERE.is_set()        # it reaches the table: no id is known to be absent
     db = celery_astra_database
     db.session.execute(f"INSERT INTO {db.result_table} (task_id, status, date_done) "
                        f"VALUES ('written-by-hand', 'SUCCESS', toTimestamp(now()))")
@@ -155,5 +173,5 @@ def test_nothing_crosses_from_one_test_to_the_next(pytester, xdist):
     pytester.makeconftest(CONFTEST)
     (pytester.path / "pytest.ini").write_text("[pytest]\ncelery_astra_app = myapp:app\npythonpath = .\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", *xdist, timeout=300)
-    result.assert_outcomes(passed=14)
+    result.assert_outcomes(passed=15)
     assert containers_of_run(run_id_of(result)) == []
