@@ -48,7 +48,8 @@ SUPERUSER_PASSWORD = "cassandra"
 _FAST_SINGLE_NODE_JVM_OPTS = (
     "-Dcassandra.skip_wait_for_gossip_to_settle=0 "
     "-Dcassandra.ring_delay_ms=0 "
-    "-Dcassandra.superuser_setup_delay_ms=0"
+    "-Dcassandra.superuser_setup_delay_ms=0 "
+    "-Dcassandra.memtable_row_overhead_computation_step=100"
 )
 
 # For the official image: switch auth on in its cassandra.yaml, whichever form
