@@ -336,13 +336,25 @@ def _rows_all_from_here(request: pytest.FixtureRequest | pytest.Item) -> bool:
     return not any(isinstance(worker, ProcessWorker) for worker in workers) and not _reaches_tables(request)
 
 
+_FOREIGN_ROWS_KEPT_KEY = pytest.StashKey[bool]()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item):
-    """During the test itself, tell the backend when every result row comes from this process (and
-    earlier tests' rows were deleted): a task id it has not stored has no row (result_rows.known_absent)."""
+    """During the test itself, tell the backend when every result row in its tables was stored by this
+    process since they were created: a task id it has not stored has no row (result_rows.known_absent).
+    With cleanup on, the janitor deletes other writers' rows after their test; with cleanup off they stay,
+    so after one such test the backend reads first again until the end of the run."""
     context = item.config.stash.get(RUN_CONTEXT_KEY, None)
-    if not (context is not None and context.settings.cleanup and item.config.stash.get(factories.DATABASES_KEY, {})
-            and _rows_all_from_here(item)):
+    if context is None or not item.config.stash.get(factories.DATABASES_KEY, {}):
+        yield
+        return
+    only_here = _rows_all_from_here(item)
+    if not context.settings.cleanup:
+        if not only_here:
+            item.config.stash[_FOREIGN_ROWS_KEPT_KEY] = True
+        only_here = only_here and not item.config.stash.get(_FOREIGN_ROWS_KEPT_KEY, False)
+    if not only_here:
         yield
         return
     from .result_rows import ROWS_ONLY_FROM_HERE

@@ -110,9 +110,10 @@ class _DeletesInFlight:
 WRITTEN = _WrittenIds()
 DELETES = _DeletesInFlight()
 
-# Set by the plugin for the call of a test whose every result row comes from this process's backend,
-# with cleanup on: the table then holds no row but those in WRITTEN (earlier tests' rows were deleted
-# after them, deletes still in flight are waited for first), so a task id not in WRITTEN has no row.
+# Set by the plugin for the call of a test whose every result row comes from this process's backend, and
+# whose tables hold no other writer's row (cleanup on: the janitor deleted them after their test; cleanup
+# off: no earlier test had another writer): the table then holds no row but those in WRITTEN (deletes still
+# in flight are waited for first), so a task id not in WRITTEN has no row.
 ROWS_ONLY_FROM_HERE = threading.Event()
 
 

@@ -175,3 +175,51 @@ def test_nothing_crosses_from_one_test_to_the_next(pytester, xdist):
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", *xdist, timeout=300)
     result.assert_outcomes(passed=15)
     assert containers_of_run(run_id_of(result)) == []
+
+
+# With cleanup off nothing is deleted: the backend may still skip Celery 5.7's read before storing an id it
+# has not stored, until a test with another writer (here a row written by hand) has run; from then on it
+# reads first again, so a first SUCCESS written by someone else is kept as Celery keeps it.
+CLEANUP_OFF_TESTS = '''
+import celery
+
+from myapp import slow
+from pytest_celery_astra.result_rows import ROWS_ONLY_FROM_HERE
+
+KEEPS_FIRST = tuple(int(part) for part in celery.VERSION[:2]) >= (5, 7)
+
+
+def test_1_stores_an_id(celery_astra_worker):
+    assert ROWS_ONLY_FROM_HERE.is_set()
+    assert slow.apply_async((1,), task_id="kept").get(timeout=30) == 1
+
+
+def test_2_the_row_is_kept_and_stored_again_by_celerys_rule(celery_astra_worker):
+    assert ROWS_ONLY_FROM_HERE.is_set()
+    slow.apply_async((2,), task_id="kept")
+    assert slow.delay(0).get(timeout=30) == 0
+    assert slow.AsyncResult("kept").get(timeout=30) == (1 if KEEPS_FIRST else 2)
+
+
+def test_3_writes_a_success_row_by_hand(celery_astra_database):
+    assert not ROWS_ONLY_FROM_HERE.is_set()
+    db = celery_astra_database
+    db.session.execute(f"INSERT INTO {db.result_table} (task_id, status, result, date_done) "
+                       f"VALUES ('by-hand', 'SUCCESS', textAsBlob('7'), toTimestamp(now()))")
+
+
+def test_4_after_another_writer_the_backend_reads_first_again(celery_astra_worker):
+    assert not ROWS_ONLY_FROM_HERE.is_set()
+    slow.apply_async((8,), task_id="by-hand")
+    assert slow.delay(0).get(timeout=30) == 0
+    assert slow.AsyncResult("by-hand").get(timeout=30) == (7 if KEEPS_FIRST else 8)
+'''
+
+
+def test_with_cleanup_off_celerys_rule_holds_for_rows_of_earlier_tests(pytester):
+    pytester.makepyfile(myapp=APPS, test_cleanup_off=CLEANUP_OFF_TESTS)
+    (pytester.path / "pytest.ini").write_text("[pytest]\ncelery_astra_app = myapp:app\npythonpath = .\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly",
+                                           "--celery-astra-cleanup", "false", timeout=300)
+    result.assert_outcomes(passed=4)
+    assert containers_of_run(run_id_of(result)) == []
