@@ -25,7 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from scenarios import (  # noqa: E402 - after the path set-up above
-    Workspace, median, per_test_figures, remove_bench_containers, run_handwired, run_import_floor, run_pytest,
+    Workspace, median, per_test_figures, remove_bench_containers, run_empty_session, run_handwired, run_import_floor,
+    run_pytest,
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -57,6 +58,8 @@ def one_round(ws: Workspace, bench_label: str, say) -> dict:
     say(f"   removed our kept containers: {kept or 'none (the first run reused foreign kept containers)'}")
     floor = run_import_floor(ws)
     figures.update(import_floor_s=floor["wall_s"] if floor["ok"] else None)
+    empty = run_empty_session(ws)
+    figures.update(empty_session_s=empty["wall_s"] if empty["ok"] else None)
     figures.update(reuse_first_wall_s=first["wall_s"], reuse_wall_s=second["wall_s"],
                    reuse_first_pass_s=second["first_pass_s"], reuse_first_started=1 if kept else 0)
 
@@ -154,6 +157,8 @@ def targets(f: dict) -> list[dict]:
          "limit": 0.1, "unit": "x"},
         {"target": "(bound) best reused start: import floor / cold", "value": ratio(m["import_floor_s"],
          m["plugin_cold_wall_s"]), "limit": 0.1, "unit": "x"},
+        {"target": "(bound) reused start: empty pytest session, same imports / cold",
+         "value": ratio(m["empty_session_s"], m["plugin_cold_wall_s"]), "limit": 0.1, "unit": "x"},
         {"target": "per-test overhead <= 5 ms over bare (cleanup on)",
          "value": diff(m["warm_on_per_test_ms"], m["bare_mean_ms"]), "limit": 5.0, "unit": "ms"},
         {"target": "per-test overhead <= 5 ms over bare (cleanup off)",
@@ -196,6 +201,7 @@ ROWS = [  # (figure, label, unit)
     ("reuse_first_pass_s", "b. reuse, second run, to first pass", "s"),
     ("reuse_first_started", "b. first run started its containers (1/0)", ""),
     ("import_floor_s", "b. floor: pytest + celery + driver imports", "s"),
+    ("empty_session_s", "b. floor: one empty test, same imports, no plugin", "s"),
     ("cleanup_on_per_test_ms", "c. per test, cleanup on, JIT cold", "ms"),
     ("cleanup_on_call_ms", "c.   of which call (median)", "ms"),
     ("cleanup_on_teardown_ms", "c.   of which teardown (median)", "ms"),

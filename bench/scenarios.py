@@ -169,6 +169,7 @@ class Workspace:
             # for the bare round trip, so the two compare like for like.
             "test_zzz_warm.py": SUITE.format(count=tests).replace("def test_sort_words", "def test_warm_sort_words"),
             "test_canvas.py": CANVAS.format(),
+            "test_empty_session.py": EMPTY_SESSION,
         }
         for name, text in files.items():
             (self.path / name).write_text(text)
@@ -265,6 +266,26 @@ def run_import_floor(ws: Workspace) -> dict:
     code = ("import pytest, celery, kombu, cassandra.cluster, celery.contrib.testing.worker, "
             "celery.backends.cassandra; raise SystemExit(pytest.main(['--version']))")
     result = _run([sys.executable, "-c", code], ws.path, {**os.environ}, log)
+    result["ok"] = result["exit"] == 0
+    return result
+
+
+# A session of one empty test with the imports a Celery + Cassandra test needs, without this plugin:
+# what any pytest run of such a suite pays, start to exit, before it does anything.
+EMPTY_SESSION = """\
+import celery, celery.backends.cassandra, celery.contrib.testing.worker, cassandra.cluster, kombu
+
+
+def test_nothing():
+    pass
+"""
+
+
+def run_empty_session(ws: Workspace) -> dict:
+    """``pytest`` on one empty test that imports Celery, kombu and the driver, with the plugin disabled."""
+    log = ws.new_file("empty-session-log")
+    result = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:celery_astra", "test_empty_session.py"],
+                  ws.path, {**os.environ}, log)
     result["ok"] = result["exit"] == 0
     return result
 
