@@ -62,4 +62,3 @@ def _answering(container, spec: ContainerSpec) -> RunningService | None:
         seconds_to_ready=round(time.monotonic() - started, 2), reused=True,
         admin_port=int(admin_bindings[0]["HostPort"]) if admin_bindings else None,
     )
-

@@ -290,7 +290,6 @@ READINESS_PROBES: dict[str, Callable[[str, int], None]] = {
 }
 
 
-
 def remove_container(container_id: str) -> None:
     """Remove a container by id (SIGKILL, no grace period: test data is disposable)."""
     import docker
