@@ -61,7 +61,7 @@ class RunState:
 
     def obtain(self, spec: ContainerSpec, timeout: float, reuse: bool = False) -> RunningService:
         """The running service for ``spec``: started once per run, whoever asks first."""
-        self._ensure_directory()
+        self.ensure_directory()
         record = self.directory / f"{spec.name}.json"
         with file_lock(self.directory / f"{spec.name}.lock"):
             if record.exists():
@@ -91,7 +91,7 @@ class RunState:
             record.write_text(json.dumps(data))
             return service
 
-    def _ensure_directory(self) -> None:
+    def ensure_directory(self) -> None:
         if not self.directory.exists():
             self.directory.mkdir(mode=0o700, exist_ok=True)
             owner_file = self.directory / "owner.json"

@@ -208,6 +208,8 @@ class TestDatabase:
         # holder left it clean, so no DDL was needed.
         self.lease = lease
         self.adopted = False
+        # Astra mode under xdist: the run-wide record of which workers use each app table (shared_tables.py).
+        self.table_users = None
         self.cluster = None
         self.session = None
 
@@ -427,6 +429,8 @@ class TestDatabase:
             if found["run"] != self.run_id:  # left by an earlier run: start empty
                 self.session.execute(f"TRUNCATE {self.keyspace}.{table}", timeout=60)
         self.created_tables.add(table)
+        if self.table_users is not None and table != self.result_table:
+            self.table_users.add(table)
         if table != self.result_table and table not in self.cleaned_tables:
             self.cleaned_tables.append(table)
 
@@ -460,6 +464,8 @@ class TestDatabase:
         """Astra mode, end of run: drop exactly the tables this run's CREATE made (by this record, not
         by the mark, which a server could lose), and any other table marked with this run."""
         for table in sorted(self.created_tables | self.made_tables):
+            if self.table_users is not None and table != self.result_table and not self.table_users.release(table):
+                continue  # another xdist worker of this run still uses it: the last one drops it
             if table not in self.made_tables:
                 mark = parse_mark(self.table_comment(table))
                 if mark is None or mark["run"] != self.run_id:
