@@ -354,16 +354,23 @@ def pytest_runtest_call(item: pytest.Item):
         if not only_here:
             item.config.stash[_FOREIGN_ROWS_KEPT_KEY] = True
         only_here = only_here and not item.config.stash.get(_FOREIGN_ROWS_KEPT_KEY, False)
-    if not only_here:
-        yield
-        return
     from .result_rows import ROWS_ONLY_FROM_HERE
 
-    ROWS_ONLY_FROM_HERE.set()
+    # Set or cleared for this test, then restored: a pytest run inside a test (pytester, in-process)
+    # shares this module with the outer one.
+    outer = ROWS_ONLY_FROM_HERE.is_set()
+    _set_event(ROWS_ONLY_FROM_HERE, only_here)
     try:
         yield
     finally:
-        ROWS_ONLY_FROM_HERE.clear()
+        _set_event(ROWS_ONLY_FROM_HERE, outer)
+
+
+def _set_event(event, value: bool) -> None:
+    if value:
+        event.set()
+    else:
+        event.clear()
 
 
 @pytest.fixture(autouse=True)
