@@ -85,13 +85,12 @@ def test_sort_words(n):
 # under any round trip that keeps Celery's data path: Celery >= 5.7 reads the row
 # before it stores a result (to keep a first SUCCESS), then .get() reads it once.
 BARE = '''\
-import inspect, json, os, time, uuid
+import json, os, time, uuid
 
 from cassandra import ConsistencyLevel
-from celery.backends.cassandra import CassandraBackend
 from kombu import Connection
 
-READS_BEFORE_WRITE = "_read_stmt" in inspect.getsource(CassandraBackend._store_result)
+from pytest_celery_astra.backend import CELERY_READS_BEFORE_WRITE as READS_BEFORE_WRITE
 
 
 def test_zz_bare_round_trip(celery_astra_broker_url, celery_astra_cassandra):

@@ -90,8 +90,33 @@ def _forget_cached_backend(app: Celery) -> None:
     app._local = threading.local()
 
 
+def connect_backend_in_background(app: Celery) -> None:
+    """Open the result backend's connection (Celery's own Cluster and statements) in a thread.
+
+    It then overlaps the embedded worker's start instead of delaying the first task's result by a
+    connect (~50 ms). A failure here is left to the first real use, which raises it as Celery would."""
+    backend = app.backend  # Celery keeps a thread-safe backend for the whole app: the same object later
+    connect = getattr(backend, "_get_connection", None)
+    if connect is None:
+        return
+
+    def run() -> None:
+        try:
+            connect()
+        except Exception:  # noqa: BLE001 - the worker's or the test's own call reports it
+            pass
+
+    thread = threading.Thread(target=run, name="celery-astra-backend-connect", daemon=True)
+    thread.start()
+    app.celery_astra_backend_connecting = thread
+
+
 def close_backend(app: Celery) -> None:
     """Shut down the Cluster Celery's Cassandra backend opened; Celery never does."""
+    connecting = getattr(app, "celery_astra_backend_connecting", None)
+    if connecting is not None:
+        connecting.join(60)  # a connect gives up by itself well before (driver timeouts)
+        app.celery_astra_backend_connecting = None
     backend = app._backend_cache
     cluster = getattr(backend, "_cluster", None)
     if cluster is not None:

@@ -1,11 +1,21 @@
-"""Is there a container engine? Asked through the Docker API, as testcontainers will."""
+"""Is there a container engine? Asked through the Docker API, as testcontainers will.
+
+Also the two read-only questions a run with kept containers asks before its first
+test (which containers carry our labels, on which ports), answered with one plain
+HTTP request: the docker SDK and testcontainers take ~90 ms to import, and the
+SDK's list asks the engine again for every container it lists. Anything that
+changes a container (create, start, remove, exec) goes through the SDK.
+"""
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import socket
-from dataclasses import dataclass
-from urllib.parse import urlparse
+import threading
+from dataclasses import dataclass, field
+from urllib.parse import quote, urlparse
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
@@ -87,11 +97,126 @@ def docker_api_version() -> str | None:
     return _API_VERSIONS[docker_host]
 
 
+_SDK_IMPORT_LOCK = threading.Lock()
+
+
+def import_container_sdk() -> None:
+    """Import the docker SDK and testcontainers, one thread at a time.
+
+    Containers start in threads, and two threads importing the docker SDK for the first time at once
+    can meet Python 3.9's import deadlock detection (``_DeadlockError`` in ``docker.auth``, seen in CI).
+    Imported only when a container is created, removed or exec'd: a run on kept containers never pays it.
+    """
+    with _SDK_IMPORT_LOCK:
+        import docker  # noqa: F401
+        import testcontainers.core.container  # noqa: F401
+
+
 def docker_client():
     """A docker SDK client for ``DOCKER_HOST`` without the SDK's version round trip when /_ping named it."""
+    import_container_sdk()
     import docker
 
     return docker.from_env(version=docker_api_version() or "auto")
+
+
+@dataclass(frozen=True)
+class ListedContainer:
+    """What the engine's container list says of one container."""
+
+    id: str
+    labels: dict = field(default_factory=dict)
+    running: bool = False
+    # container port -> [(host address, host port)], for published TCP ports
+    ports: dict = field(default_factory=dict)
+
+    def published(self, port: int) -> tuple[str, int] | None:
+        """Where ``port`` is published, as an address to connect to (a wildcard address is 127.0.0.1)."""
+        bindings = self.ports.get(port) or []
+        if not bindings:
+            return None
+        ipv4 = [binding for binding in bindings if ":" not in binding[0]]
+        host, host_port = (ipv4 or bindings)[0]
+        return ("127.0.0.1" if host in ("", "0.0.0.0", "::") else host), host_port
+
+    @classmethod
+    def from_sdk(cls, container) -> "ListedContainer":
+        """From a docker SDK ``Container`` (whose ``attrs`` are the inspect answer)."""
+        ports: dict = {}
+        for key, bindings in ((container.attrs.get("NetworkSettings") or {}).get("Ports") or {}).items():
+            number, _, protocol = key.partition("/")
+            if protocol == "tcp" and bindings:
+                ports[int(number)] = [(b.get("HostIp") or "", int(b["HostPort"])) for b in bindings if b.get("HostPort")]
+        return cls(id=container.id, labels=dict(container.labels or {}), running=container.status == "running",
+                   ports=ports)
+
+    @classmethod
+    def from_list_entry(cls, entry: dict) -> "ListedContainer":
+        """From one entry of ``GET /containers/json`` (Docker's, or podman's compatible API)."""
+        ports: dict = {}
+        for binding in entry.get("Ports") or []:
+            if binding.get("Type", "tcp") == "tcp" and binding.get("PublicPort"):
+                ports.setdefault(int(binding["PrivatePort"]), []).append(
+                    (binding.get("IP") or "", int(binding["PublicPort"])))
+        return cls(id=entry["Id"], labels=dict(entry.get("Labels") or {}),
+                   running=str(entry.get("State", "")).lower() == "running", ports=ports)
+
+
+def list_containers(labels: list[str], timeout: float = 10.0) -> list[ListedContainer]:
+    """The containers, in any state, carrying every one of ``labels`` (``key`` or ``key=value``).
+
+    One ``GET /containers/json`` over ``DOCKER_HOST`` (a unix or plain TCP socket); through the docker
+    SDK when that is not possible (TLS, ssh) or the plain request fails."""
+    try:
+        entries = _api_get_json("/containers/json?all=1&filters=" + quote(json.dumps({"label": labels})), timeout)
+    except (OSError, ValueError, KeyError, http.client.HTTPException):
+        entries = None
+    if isinstance(entries, list):
+        try:
+            return [ListedContainer.from_list_entry(entry) for entry in entries]
+        except (KeyError, TypeError, ValueError):
+            pass
+    client = docker_client()
+    try:
+        return [ListedContainer.from_sdk(c) for c in client.containers.list(all=True, filters={"label": labels})]
+    finally:
+        client.close()
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def _api_get_json(path: str, timeout: float):
+    """``GET path`` of the engine's API as JSON; None for an endpoint this does not speak (TLS, ssh)."""
+    parsed = urlparse(os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST)
+    if parsed.scheme == "unix":
+        connection: http.client.HTTPConnection = _UnixHTTPConnection(parsed.path, timeout)
+    elif parsed.scheme in ("tcp", "http"):
+        connection = http.client.HTTPConnection(parsed.hostname, parsed.port or 2375, timeout=timeout)
+    else:
+        return None
+    try:
+        connection.request("GET", path, headers={"Host": "docker"})
+        response = connection.getresponse()
+        body = response.read()
+        if response.status != 200:
+            return None
+        return json.loads(body)
+    finally:
+        connection.close()
 
 
 def no_engine_message(probe: EngineProbe, what: str, alternative: str) -> str:

@@ -17,7 +17,7 @@ from typing import Callable
 import pytest
 
 from .broker import check_broker_answers, worker_broker_url
-from .celery_app import close_backend, close_broker_pools, configure_app, load_app
+from .celery_app import close_backend, close_broker_pools, configure_app, connect_backend_in_background, load_app
 from .coordination import warn_reaped
 from .database import TestDatabase
 from .errors import CeleryAstraError, ConfigurationError
@@ -195,6 +195,7 @@ def app(reference: str | None = None, database_fixture: str = "celery_astra_data
             "write_consistency": context.settings.write_consistency,
             "poll_interval": context.settings.result_poll_interval,
             "default_queue": celery_app.conf.task_default_queue, "broker_mode": context.broker.mode}
+        connect_backend_in_background(celery_app)
         yield celery_app
         _teardown_step("closing the result backend's Cassandra connection", lambda: close_backend(celery_app))
         _teardown_step("closing the broker connection pool", lambda: close_broker_pools(celery_app))

@@ -177,11 +177,6 @@ class RunContext:
             alternative = ("--celery-astra-cassandra-hosts (an existing cluster)"
                            if any(s.name == "cassandra" for s in specs) else "--celery-astra-broker memory")
             raise ServiceStartError(no_engine_message(engine, " and ".join(s.name for s in specs), alternative))
-        # Imported here, before the start threads: two threads importing the docker SDK for the first time
-        # at once can meet Python 3.9's import deadlock detection (_DeadlockError in docker.auth, seen in CI).
-        import docker  # noqa: F401
-        import testcontainers.core.container  # noqa: F401
-
         with ThreadPoolExecutor(max_workers=len(specs), thread_name_prefix="celery-astra-start") as pool:
             futures = {spec.name: pool.submit(self.state.obtain, spec, self.settings.startup_timeout,
                                               self.settings.reuse_containers) for spec in specs}

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .engine import docker_api_version, docker_client
+from .engine import docker_api_version, docker_client, import_container_sdk, list_containers
 from .errors import ServiceStartError
 from .locks import file_lock
 from .owner import Owner
@@ -111,6 +111,7 @@ def start_container(spec: ContainerSpec, timeout: float, run_id: str, keep: bool
     the wait still finds it; ``owner`` (the pytest process that removes it) goes into its labels,
     so that a later run can remove it if that process was killed.
     """
+    import_container_sdk()
     from testcontainers.core.container import DockerContainer
 
     labels = {LABEL: "1", LABEL_SERVICE: spec.name, LABEL_CONFIG_HASH: spec.config_hash, LABEL_RUN_ID: run_id}
@@ -292,9 +293,9 @@ READINESS_PROBES: dict[str, Callable[[str, int], None]] = {
 
 def remove_container(container_id: str) -> None:
     """Remove a container by id (SIGKILL, no grace period: test data is disposable)."""
+    client = docker_client()
     import docker
 
-    client = docker_client()
     try:
         client.containers.get(container_id).remove(force=True, v=True)
     except docker.errors.NotFound:
@@ -305,18 +306,14 @@ def remove_container(container_id: str) -> None:
 
 def owned_containers() -> list[tuple[str, str, Owner]]:
     """(id, service, owner) of the plugin's containers that name an owner and are not kept for reuse."""
-    client = docker_client()
-    try:
-        found = []
-        for container in client.containers.list(all=True, filters={"label": LABEL}):
-            labels = container.labels
-            owner = Owner.parse(labels.get(LABEL_OWNER_HOST), labels.get(LABEL_OWNER_PID),
-                                labels.get(LABEL_OWNER_STARTED))
-            if owner is not None and labels.get(LABEL_REUSE) != "1":
-                found.append((container.id, labels.get(LABEL_SERVICE, "?"), owner))
-        return found
-    finally:
-        client.close()
+    found = []
+    for container in list_containers([LABEL]):
+        labels = container.labels
+        owner = Owner.parse(labels.get(LABEL_OWNER_HOST), labels.get(LABEL_OWNER_PID),
+                            labels.get(LABEL_OWNER_STARTED))
+        if owner is not None and labels.get(LABEL_REUSE) != "1":
+            found.append((container.id, labels.get(LABEL_SERVICE, "?"), owner))
+    return found
 
 
 def exec_in_container(container_id: str, command: list[str]) -> str:

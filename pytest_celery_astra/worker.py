@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import os
 import sys
 import threading
 import time
@@ -88,7 +89,34 @@ class _ThreadWorkController(TestWorkController):
         self.drop_held_requested = threading.Event()
         self.consumer = None
         self.ticks = 0
+        # A pipe the event loop reads: a byte written from another thread ends its wait in poll() at once
+        # (otherwise a stop or a settle waits for the next WAKE_INTERVAL timer).
+        self._poke_read, self._poke_write = os.pipe()
+        os.set_blocking(self._poke_read, False)
+        os.set_blocking(self._poke_write, False)
         super().__init__(*args, **kwargs)
+
+    def poke(self) -> None:
+        """From any thread: have the worker's event loop turn (and run :meth:`wake`) now."""
+        try:
+            os.write(self._poke_write, b"!")
+        except (BlockingIOError, OSError):  # full (a turn is due anyway) or closed (the worker is gone)
+            pass
+
+    def _on_poke(self) -> None:
+        try:
+            while os.read(self._poke_read, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+        self.wake()
+
+    def close_poke_pipe(self) -> None:
+        for fd in (self._poke_read, self._poke_write):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     def wake(self) -> None:
         """Runs in the worker thread every WAKE_INTERVAL; leaves the loop once a stop is requested."""
@@ -123,6 +151,7 @@ class _ThreadWorkController(TestWorkController):
         if previous is not None:
             previous.cancel()
         self._wake_entry = hub.call_repeatedly(WAKE_INTERVAL, self.wake)
+        hub.add_reader(self._poke_read, self._on_poke)
 
     def on_consumer_ready(self, consumer):
         self.consumer = consumer
@@ -328,6 +357,7 @@ class EmbeddedWorker:
             while self.controller.ticks < ticks + 2 and self.thread.is_alive():
                 if time.monotonic() > deadline:
                     return False
+                self.controller.poke()
                 time.sleep(0.002)
             if not (worker_state.active_requests or worker_state.reserved_requests):
                 return self._drop_held(deadline)
@@ -335,6 +365,7 @@ class EmbeddedWorker:
     def _drop_held(self, deadline: float) -> bool:
         """Have the worker thread cancel its tasks held for an ETA or countdown; wait until it has."""
         self.controller.drop_held_requested.set()
+        self.controller.poke()
         while self.controller.drop_held_requested.is_set() and self.thread.is_alive():
             if time.monotonic() > deadline:
                 return False
@@ -364,6 +395,7 @@ class EmbeddedWorker:
         self.app.celery_astra_health_check = None
         self.app.celery_astra_stores_here = False
         self.controller.stop_requested.set()
+        self.controller.poke()
         try:
             self.thread.join(self.stop_timeout)
             if self.thread.is_alive():
@@ -371,6 +403,7 @@ class EmbeddedWorker:
                     f"pytest-celery-astra: the embedded worker did not stop within {self.stop_timeout:g} s "
                     f"(a task still running?); raise --celery-astra-worker-timeout. Worker thread stack:\n"
                     f"{self._thread_stack()}")
+            self.controller.close_poke_pipe()
         finally:
             self.seconds_to_stop = time.monotonic() - started
             self.thread = None

@@ -64,6 +64,16 @@ def held_for_later(worker):
             if not entry.canceled and getattr(entry.fun, "__name__", "") in ("apply_eta_task", "_limit_post_eta")]
 
 
+def test_the_backend_connects_in_the_background_without_schema_metadata(celery_astra_app):
+    """First in the file: nothing has asked the backend for a result yet."""
+    backend = celery_astra_app.backend
+    celery_astra_app.celery_astra_backend_connecting.join(30)
+    assert backend._session is not None                          # connected by the app fixture's thread
+    assert backend._cluster.schema_metadata_enabled is False     # Celery never reads it
+    # Only the backend's own Cluster: the app's settings, which its own Clusters are made from, keep it.
+    assert "schema_metadata_enabled" not in celery_astra_app.conf.cassandra_options
+
+
 @pytest.mark.parametrize("round", range(3))
 class TestSendAndForget:
     def test_sends_without_waiting(self, round, celery_astra_worker, billing_worker):
@@ -173,7 +183,7 @@ def test_nothing_crosses_from_one_test_to_the_next(pytester, xdist):
     pytester.makeconftest(CONFTEST)
     (pytester.path / "pytest.ini").write_text("[pytest]\ncelery_astra_app = myapp:app\npythonpath = .\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", *xdist, timeout=300)
-    result.assert_outcomes(passed=15)
+    result.assert_outcomes(passed=16)
     assert containers_of_run(run_id_of(result)) == []
 
 
@@ -222,4 +232,26 @@ def test_with_cleanup_off_celerys_rule_holds_for_rows_of_earlier_tests(pytester)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly",
                                            "--celery-astra-cleanup", "false", timeout=300)
     result.assert_outcomes(passed=4)
+    assert containers_of_run(run_id_of(result)) == []
+
+
+# The embedded worker's event loop otherwise turns only on I/O or its WAKE_INTERVAL timer: with the timer at
+# ten minutes, every settle after a test, cancel of held countdown tasks and stop below must be woken by the
+# worker's poke pipe, or the run fails at the worker timeout (20 s here).
+WAKE_ONLY_BY_POKE = CONFTEST + '''
+from pytest_celery_astra import worker
+
+worker.WAKE_INTERVAL = 600
+'''
+
+
+def test_settle_cancel_and_stop_do_not_wait_for_the_workers_timer(pytester):
+    pytester.makepyfile(myapp=APPS, test_isolation=TESTS)
+    pytester.makeconftest(WAKE_ONLY_BY_POKE)
+    (pytester.path / "pytest.ini").write_text("[pytest]\ncelery_astra_app = myapp:app\npythonpath = .\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly",
+                                           "--celery-astra-worker-timeout", "20",
+                                           "-k", "(TestSendAndForget and 0) or stops_on_its_own or background", timeout=300)
+    result.assert_outcomes(passed=4)
+    assert "did not stop" not in result.stdout.str()
     assert containers_of_run(run_id_of(result)) == []

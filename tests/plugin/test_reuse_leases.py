@@ -43,7 +43,7 @@ def test_store_a_row_and_make_a_table(celery_astra_worker, celery_astra_database
     rows = db.session.execute(f"SELECT COUNT(*) FROM {db.result_table}").one()[0]
     owner_run = re.search(r"run=(\\w+)", comment).group(1)
     print(f"\\nLEASE keyspace={db.keyspace} table={db.result_table} run={db.run_id} owner_run={owner_run} adopted={db.adopted} "
-          f"tables={','.join(tables)} rows={rows}")
+          f"tables={','.join(tables)} rows={rows} sdk={'docker' in sys.modules}")
     assert echo.delay(os.environ["RUN_TAG"]).get(timeout=30) == os.environ["RUN_TAG"]
     db.create_table("extra", cql="CREATE TABLE extra (id int PRIMARY KEY)")
     db.session.execute("INSERT INTO extra (id) VALUES (1)")
@@ -52,7 +52,7 @@ def test_store_a_row_and_make_a_table(celery_astra_worker, celery_astra_database
         echo.delay("left by a killed run").get(timeout=30)
         open(os.environ["HOLD_FILE"], "w").close()
         time.sleep(300)
-'''.replace("import os\nimport time", "import os\nimport re\nimport time", 1)
+'''.replace("import os\nimport time", "import os\nimport re\nimport sys\nimport time", 1)
 
 
 @pytest.fixture
@@ -77,6 +77,24 @@ def kept_containers():
     client.close()
 
 
+def assert_plain_list_matches_the_sdk():
+    """engine.list_containers (one GET, no SDK) sees the kept containers as the docker SDK does."""
+    from pytest_celery_astra.engine import ListedContainer, docker_client, list_containers
+
+    labels = ["io.github.pytest-celery-astra.reuse=1"]
+    client = docker_client()
+    try:
+        by_sdk = {c.id: ListedContainer.from_sdk(c) for c in client.containers.list(all=True, filters={"label": labels})}
+    finally:
+        client.close()
+    plain = {c.id: c for c in list_containers(labels)}
+    assert plain.keys() == by_sdk.keys() and len(plain) >= 2
+    for container_id, expected in by_sdk.items():
+        listed = plain[container_id]
+        assert (listed.labels, listed.running) == (expected.labels, expected.running)
+        assert expected.ports and all(listed.published(port) == expected.published(port) for port in expected.ports)
+
+
 def run(project, tag, **env):
     return subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-s", "--celery-astra-reuse-containers",
@@ -96,6 +114,10 @@ def test_a_kept_keyspace_is_handed_on_clean_held_alone_and_reset_after_a_kill(pr
     first, output = lease_line(run(project, "first"))
     assert "(a kept one, leased per process)" in output
     second, _ = lease_line(run(project, "second"))
+    # The first run started the containers (through testcontainers); the second found them with one plain
+    # request to the engine and never imported the docker SDK.
+    assert first["sdk"] == "True" and second["sdk"] == "False"
+    assert_plain_list_matches_the_sdk()
     # The first run left the keyspace clean: the second took it as it was (no DDL: the owner table is the
     # first run's), without the first run's extra table and with an empty result table.
     assert second["keyspace"] == first["keyspace"]

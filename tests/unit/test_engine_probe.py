@@ -1,7 +1,10 @@
-"""The engine probe reads the Docker API version from /_ping, so docker SDK clients skip GET /version."""
+"""The engine probe reads the Docker API version from /_ping, so docker SDK clients skip GET /version;
+kept containers are listed with one plain request, the docker SDK only as the fallback."""
 
 import socket
 import threading
+
+import pytest
 
 from pytest_celery_astra import engine
 
@@ -41,3 +44,89 @@ def test_an_engine_without_the_header_leaves_the_version_to_the_sdk(tmp_path, mo
 def test_a_malformed_version_is_ignored():
     assert engine._api_version(b"HTTP/1.1 200 OK\r\nApi-Version: 1.41; rm -rf\r\n\r\n") is None
     assert engine._api_version(b"HTTP/1.1 200 OK\r\napi-version:  1.47 \r\n\r\n") == "1.47"
+
+
+def serve_http(path, status: str, body: bytes, requests: list):
+    """One HTTP/1.1 answer, chunked as Docker's engine sends its lists; the request line is kept."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+
+    def answer():
+        connection, _ = server.accept()
+        with connection:
+            requests.append(connection.recv(4096).split(b"\r\n")[0].decode())
+            chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 50]), body[i:i + 50]) for i in range(0, len(body), 50))
+            connection.sendall(f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+                               f"Transfer-Encoding: chunked\r\n\r\n".encode() + chunks + b"0\r\n\r\n")
+        server.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+
+
+DOCKER_LIST = b'''[{"Id": "abc123", "State": "running", "Labels": {"io.github.pytest-celery-astra.reuse": "1"},
+  "Ports": [{"IP": "0.0.0.0", "PrivatePort": 5672, "PublicPort": 32768, "Type": "tcp"},
+            {"IP": "::", "PrivatePort": 5672, "PublicPort": 32768, "Type": "tcp"},
+            {"PrivatePort": 4369, "Type": "tcp"},
+            {"IP": "0.0.0.0", "PrivatePort": 5353, "PublicPort": 40000, "Type": "udp"}]},
+ {"Id": "def456", "State": "exited", "Labels": null, "Ports": []}]'''
+
+
+def test_containers_are_listed_without_the_docker_sdk(tmp_path, monkeypatch):
+    path = tmp_path / "engine.sock"
+    requests = []
+    serve_http(path, "200 OK", DOCKER_LIST, requests)
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{path}")
+    monkeypatch.setattr(engine, "docker_client", lambda: pytest.fail("the docker SDK was used"))
+    running, exited = engine.list_containers(["io.github.pytest-celery-astra.reuse=1", "a=b c"])
+    # The label filter goes to the engine, URL-encoded, as the docker SDK would send it.
+    assert requests[0].startswith("GET /containers/json?all=1&filters=")
+    assert "a%3Db%20c" in requests[0] and " " not in requests[0].split(" ")[1]
+    assert running.id == "abc123" and running.running and running.labels == {"io.github.pytest-celery-astra.reuse": "1"}
+    assert running.published(5672) == ("127.0.0.1", 32768)
+    assert running.published(4369) is None and running.published(5353) is None  # unpublished; udp
+    assert not exited.running and exited.labels == {} and exited.published(5672) is None
+
+
+def test_podman_lists_ports_without_an_address():
+    listed = engine.ListedContainer.from_list_entry(
+        {"Id": "x", "State": "running", "Ports": [{"PrivatePort": 9042, "PublicPort": 43145, "Type": "tcp"}]})
+    assert listed.published(9042) == ("127.0.0.1", 43145)
+    bound = engine.ListedContainer.from_list_entry(
+        {"Id": "y", "State": "running", "Ports": [{"IP": "10.0.0.5", "PrivatePort": 9042, "PublicPort": 1, "Type": "tcp"}]})
+    assert bound.published(9042) == ("10.0.0.5", 1)
+
+
+def test_an_engine_error_falls_back_to_the_docker_sdk(tmp_path, monkeypatch):
+    path = tmp_path / "engine.sock"
+    serve_http(path, "500 Internal Server Error", b'{"message": "boom"}', [])
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{path}")
+
+    class Container:
+        id = "sdk1"
+        labels = {"k": "v"}
+        status = "running"
+        attrs = {"NetworkSettings": {"Ports": {"9042/tcp": [{"HostIp": "0.0.0.0", "HostPort": "5000"}],
+                                               "7000/tcp": None}}}
+
+    class Client:
+        class containers:  # noqa: N801 - shaped like the SDK's
+            @staticmethod
+            def list(all, filters):
+                assert all and filters == {"label": ["k=v"]}
+                return [Container()]
+
+        closed = False
+
+        def close(self):
+            Client.closed = True
+
+    monkeypatch.setattr(engine, "docker_client", Client)
+    (listed,) = engine.list_containers(["k=v"])
+    assert listed == engine.ListedContainer(id="sdk1", labels={"k": "v"}, running=True, ports={9042: [("0.0.0.0", 5000)]})
+    assert listed.published(9042) == ("127.0.0.1", 5000) and Client.closed
+
+
+def test_a_tls_engine_is_left_to_the_docker_sdk(monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", "ssh://user@host")
+    assert engine._api_get_json("/containers/json", 1.0) is None
