@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import collections
-import os
+import socket
 import sys
 import threading
 import time
@@ -89,34 +89,33 @@ class _ThreadWorkController(TestWorkController):
         self.drop_held_requested = threading.Event()
         self.consumer = None
         self.ticks = 0
-        # A pipe the event loop reads: a byte written from another thread ends its wait in poll() at once
-        # (otherwise a stop or a settle waits for the next WAKE_INTERVAL timer).
-        self._poke_read, self._poke_write = os.pipe()
-        os.set_blocking(self._poke_read, False)
-        os.set_blocking(self._poke_write, False)
+        # A socket pair the event loop reads: a byte sent from another thread ends its wait in poll() at once
+        # (otherwise a stop or a settle waits for the next WAKE_INTERVAL timer). Sockets, not a pipe: the
+        # hub's select() takes only sockets on Windows.
+        self._poke_read, self._poke_write = socket.socketpair()
+        self._poke_read.setblocking(False)
+        self._poke_write.setblocking(False)
         super().__init__(*args, **kwargs)
 
     def poke(self) -> None:
         """From any thread: have the worker's event loop turn (and run :meth:`wake`) now."""
         try:
-            os.write(self._poke_write, b"!")
-        except (BlockingIOError, OSError):  # full (a turn is due anyway) or closed (the worker is gone)
+            self._poke_write.send(b"!")
+        except OSError:  # full (a turn is due anyway) or closed (the worker is gone)
             pass
 
     def _on_poke(self) -> None:
         try:
-            while os.read(self._poke_read, 4096):
+            while self._poke_read.recv(4096):
                 pass
-        except (BlockingIOError, OSError):
+        except OSError:  # drained (BlockingIOError) or closed
             pass
         self.wake()
 
     def close_poke_pipe(self) -> None:
-        for fd in (self._poke_read, self._poke_write):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        """Once the worker thread has ended; closing twice is harmless."""
+        self._poke_read.close()
+        self._poke_write.close()
 
     def wake(self) -> None:
         """Runs in the worker thread every WAKE_INTERVAL; leaves the loop once a stop is requested."""
@@ -151,7 +150,7 @@ class _ThreadWorkController(TestWorkController):
         if previous is not None:
             previous.cancel()
         self._wake_entry = hub.call_repeatedly(WAKE_INTERVAL, self.wake)
-        hub.add_reader(self._poke_read, self._on_poke)
+        hub.add_reader(self._poke_read.fileno(), self._on_poke)
 
     def on_consumer_ready(self, consumer):
         self.consumer = consumer
@@ -320,15 +319,21 @@ class EmbeddedWorker:
         self.thread = threading.Thread(target=self.controller.start, name="celery-astra-worker", daemon=True)
         self.thread.start()
         deadline = started + self.start_timeout
-        while not self.controller._on_started.wait(0.05):
-            if not self.thread.is_alive() or self.controller.failure is not None:
-                self._raise_failure("died while starting")
-            if time.monotonic() > deadline:
-                self._abandon()
-                raise EmbeddedWorkerError(
-                    f"pytest-celery-astra: the embedded worker did not become ready within {self.start_timeout:g} s "
-                    f"(broker {self._broker()}; registered tasks: {', '.join(self.registered_tasks()) or 'none'}); "
-                    f"check the broker or raise --celery-astra-worker-timeout.")
+        try:
+            while not self.controller._on_started.wait(0.05):
+                if not self.thread.is_alive() or self.controller.failure is not None:
+                    self._raise_failure("died while starting")
+                if time.monotonic() > deadline:
+                    self._abandon()
+                    raise EmbeddedWorkerError(
+                        f"pytest-celery-astra: the embedded worker did not become ready within "
+                        f"{self.start_timeout:g} s (broker {self._broker()}; registered tasks: "
+                        f"{', '.join(self.registered_tasks()) or 'none'}); check the broker or raise "
+                        f"--celery-astra-worker-timeout.")
+        except BaseException:
+            if not self.thread.is_alive():  # never stopped by stop(): its pipe is closed here
+                self.controller.close_poke_pipe()
+            raise
         # Starting a worker marks this process as a worker, where .get() is
         # forbidden; the tests run in another thread and must be allowed to wait.
         _set_task_join_will_block(False)

@@ -237,7 +237,7 @@ def test_with_cleanup_off_celerys_rule_holds_for_rows_of_earlier_tests(pytester)
 
 # The embedded worker's event loop otherwise turns only on I/O or its WAKE_INTERVAL timer: with the timer at
 # ten minutes, every settle after a test, cancel of held countdown tasks and stop below must be woken by the
-# worker's poke pipe, or the run fails at the worker timeout (20 s here).
+# worker's poke socket, or the run fails at the worker timeout (20 s here).
 WAKE_ONLY_BY_POKE = CONFTEST + '''
 from pytest_celery_astra import worker
 
