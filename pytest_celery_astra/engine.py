@@ -50,7 +50,7 @@ def probe_engine(timeout: float = 2.0) -> EngineProbe:
         else:
             return EngineProbe(False, docker_host, f"DOCKER_HOST scheme {parsed.scheme!r} is not supported")
         with sock:
-            if parsed.scheme == "https":
+            if parsed.scheme == "https" or _tls_configured():
                 return EngineProbe(True, docker_host, "TLS endpoint accepts connections")
             sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
             reply = _read_head(sock)
@@ -59,6 +59,11 @@ def probe_engine(timeout: float = 2.0) -> EngineProbe:
     if reply.startswith(b"HTTP/1.") and b" 200 " in reply[:16]:
         return EngineProbe(True, docker_host, "answers /_ping", _api_version(reply))
     return EngineProbe(False, docker_host, f"unexpected reply {reply[:32]!r}")
+
+
+def _tls_configured() -> bool:
+    """Docker's TLS settings: a ``tcp://`` DOCKER_HOST then speaks TLS (the docker SDK reads the same)."""
+    return bool(os.environ.get("DOCKER_TLS_VERIFY") or os.environ.get("DOCKER_CERT_PATH"))
 
 
 def _read_head(sock: socket.socket) -> bytes:
@@ -204,7 +209,7 @@ def _api_get_json(path: str, timeout: float):
     parsed = urlparse(os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST)
     if parsed.scheme == "unix":
         connection: http.client.HTTPConnection = _UnixHTTPConnection(parsed.path, timeout)
-    elif parsed.scheme in ("tcp", "http"):
+    elif parsed.scheme in ("tcp", "http") and not _tls_configured():
         connection = http.client.HTTPConnection(parsed.hostname, parsed.port or 2375, timeout=timeout)
     else:
         return None

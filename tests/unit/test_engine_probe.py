@@ -130,3 +130,22 @@ def test_an_engine_error_falls_back_to_the_docker_sdk(tmp_path, monkeypatch):
 def test_a_tls_engine_is_left_to_the_docker_sdk(monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", "ssh://user@host")
     assert engine._api_get_json("/containers/json", 1.0) is None
+
+
+def test_a_tcp_engine_with_docker_tls_settings_is_left_to_the_docker_sdk(monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:1")
+    monkeypatch.setenv("DOCKER_TLS_VERIFY", "1")
+    assert engine._api_get_json("/containers/json", 1.0) is None  # no plain HTTP request to a TLS port
+
+
+def test_a_tls_tcp_engine_that_accepts_connections_answers(monkeypatch):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{server.getsockname()[1]}")
+    monkeypatch.setenv("DOCKER_CERT_PATH", "/nonexistent")
+    try:
+        probe = engine.probe_engine()
+    finally:
+        server.close()
+    assert probe.answers and probe.detail == "TLS endpoint accepts connections"
