@@ -130,9 +130,23 @@ def worker_broker_url(choice: BrokerChoice, settings: Settings, service: Running
     assert service is not None
     if (kind or choice.kind) == "redis":
         return f"redis://{service.host}:{service.port}/0", redis_isolation(run_id, worker)
-    vhost = vhost_name(worker, run_id if settings.reuse_containers else None)
+    vhost = worker_vhost(worker, run_id, settings)
+    if vhost is None:
+        return f"amqp://guest:guest@{service.host}:{service.port}//", {}
     ensure_vhost(service, vhost)
     return f"amqp://guest:guest@{service.host}:{service.port}/{vhost}", {}
+
+
+def worker_vhost(worker: str, run_id: str, settings: Settings) -> str | None:
+    """The RabbitMQ vhost a worker's queues live in; None for the container's default vhost ``/``.
+
+    A run without xdist on a container of its own (not kept) is that container's only user: its default
+    vhost is as isolated as a new one, and making one costs a ``rabbitmqctl`` Erlang VM (0.6-1 s of CPU
+    while Cassandra starts). xdist workers share the run's container, and a kept one is shared with other
+    runs: each gets its own vhost (with the run id when kept)."""
+    if worker == "master" and not settings.reuse_containers:
+        return None
+    return vhost_name(worker, run_id if settings.reuse_containers else None)
 
 
 def is_redis_url(url: str) -> bool:

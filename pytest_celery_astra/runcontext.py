@@ -197,13 +197,12 @@ class RunContext:
 
     def _prepare_vhosts(self) -> None:
         """This worker's RabbitMQ vhost, created while Cassandra connects (broker.prepare_vhost)."""
-        from .broker import prepare_vhost
-        from .naming import vhost_name
+        from .broker import prepare_vhost, worker_vhost
 
         service = self.services.get("rabbitmq")
-        if self.broker.mode == "container" and service is not None:
-            prepare_vhost(service,
-                          vhost_name(self.worker, self.run_id if self.settings.reuse_containers else None))
+        vhost = worker_vhost(self.worker, self.run_id, self.settings)
+        if self.broker.mode == "container" and service is not None and vhost is not None:
+            prepare_vhost(service, vhost)
 
     def _refuse_if_orphaned(self) -> None:
         """An xdist worker whose pytest controller is gone (killed) must not start a new set of containers."""

@@ -2,8 +2,9 @@
 
 import pytest
 
-from pytest_celery_astra.broker import choose_broker
+from pytest_celery_astra.broker import choose_broker, worker_broker_url, worker_vhost
 from pytest_celery_astra.bundle_download import BundleDownloadError, _pick_region, _refusal
+from pytest_celery_astra.services import RunningService
 from pytest_celery_astra.settings import resolve_settings
 
 DATABASE_ID = "3f1c2b7e-9a4d-4c2e-8f0a-5b6d7e8f9a01"
@@ -24,6 +25,25 @@ def test_other_modes_have_no_container_broker():
     settings = resolve_settings({"broker": "memory", "broker_kind": "rabbitmq,redis"}, {}, {})
     choice = choose_broker(settings, None)
     assert (choice.kind, choice.kinds, choice.container_specs(settings)) == (None, (), [])
+
+
+def test_a_run_alone_on_its_own_rabbitmq_uses_the_default_vhost():
+    settings = resolve_settings({"broker": "container"}, {}, {})
+    rabbitmq = RunningService(name="rabbitmq", image="i", container_id="c", host="127.0.0.1", port=5672,
+                              seconds_to_ready=0.0)
+    # No vhost to make (no rabbitmqctl): worker_broker_url would otherwise exec into container "c".
+    url, options = worker_broker_url(choose_broker(settings, None), settings, rabbitmq, "master", "r1")
+    assert (url, options) == ("amqp://guest:guest@127.0.0.1:5672//", {})
+    assert worker_vhost("master", "r1", settings) is None
+
+
+def test_xdist_workers_and_kept_containers_get_vhosts_of_their_own():
+    settings = resolve_settings({"broker": "container"}, {}, {})
+    kept = resolve_settings({"broker": "container", "reuse_containers": "true"}, {}, {})
+    names = {worker_vhost("gw0", "r1", settings), worker_vhost("gw1", "r1", settings),
+             worker_vhost("master", "r1", kept), worker_vhost("master", "r2", kept), worker_vhost("gw0", "r1", kept)}
+    assert None not in names and len(names) == 5
+    assert "r1" in worker_vhost("master", "r1", kept) and "r1" not in worker_vhost("gw0", "r1", settings)
 
 
 @pytest.mark.parametrize("value, problem", [
