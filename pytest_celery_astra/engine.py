@@ -10,6 +10,7 @@ changes a container (create, start, remove, exec) goes through the SDK.
 from __future__ import annotations
 
 import http.client
+import importlib
 import json
 import os
 import socket
@@ -102,19 +103,25 @@ def docker_api_version() -> str | None:
     return _API_VERSIONS[docker_host]
 
 
-_SDK_IMPORT_LOCK = threading.Lock()
+_IMPORT_LOCK = threading.Lock()
+
+
+def import_serially(*modules: str) -> None:
+    """Import ``modules`` holding one process-wide lock.
+
+    Containers start in threads, and two threads importing overlapping modules for the first time at
+    once can meet Python 3.9's import deadlock detection (``_DeadlockError`` in ``docker.auth``, seen in
+    CI): every import those threads make goes through here."""
+    with _IMPORT_LOCK:
+        for name in modules:
+            importlib.import_module(name)
 
 
 def import_container_sdk() -> None:
-    """Import the docker SDK and testcontainers, one thread at a time.
+    """Import the docker SDK and testcontainers (:func:`import_serially`).
 
-    Containers start in threads, and two threads importing the docker SDK for the first time at once
-    can meet Python 3.9's import deadlock detection (``_DeadlockError`` in ``docker.auth``, seen in CI).
-    Imported only when a container is created, removed or exec'd: a run on kept containers never pays it.
-    """
-    with _SDK_IMPORT_LOCK:
-        import docker  # noqa: F401
-        import testcontainers.core.container  # noqa: F401
+    Only when a container is created, removed or exec'd: a run on kept containers never pays it."""
+    import_serially("docker", "testcontainers.core.container")
 
 
 def docker_client():

@@ -48,3 +48,28 @@ def test_a_forwarder_that_accepts_and_closes_does_not_pass(service):
 def test_another_protocol_does_not_pass():
     with pytest.raises(ConnectionError):
         GREETINGS["cassandra"]("127.0.0.1", serve_once(b"HTTP/1.1 400 Bad Request\r\n\r\n"))
+
+
+def test_while_a_service_boots_its_probe_modules_are_imported_once(monkeypatch):
+    """services._poll_greeting: a greeting that fails (nothing listens yet) imports what the real probe
+    needs, once, serially; an import that fails (an extra not installed) is left to the probe."""
+    import time
+
+    from pytest_celery_astra import services
+    from pytest_celery_astra.services import ContainerSpec, _poll_greeting
+
+    imported = []
+    monkeypatch.setattr(services, "import_serially", lambda *names: imported.append(names))
+    monkeypatch.setattr(services, "_PROBE_MODULES_IMPORTED", set())
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]   # bound, not listening: refused
+    spec = ContainerSpec(name="cassandra", image="i", port=9042)
+    _poll_greeting(spec, "127.0.0.1", port, deadline=time.monotonic() + 0.3,
+                   container_alive=lambda: True)
+    closed.close()
+    assert imported == [("cassandra.cluster", "celery.backends.cassandra")]
+
+    monkeypatch.setattr(services, "import_serially", lambda *names: (_ for _ in ()).throw(ImportError("no redis")))
+    services._import_probe_modules("redis")     # no exception: the probe reports a missing extra
+    assert "redis" in services._PROBE_MODULES_IMPORTED
