@@ -9,7 +9,8 @@ import pytest
 from pytest_celery_astra import engine
 
 
-def serve_once(path, reply: bytes):
+def serve_once(path, reply: bytes, requests=None):
+    """A fake engine on a unix socket: one answer; the request line goes to ``requests`` when given."""
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(path))
     server.listen(1)
@@ -17,7 +18,9 @@ def serve_once(path, reply: bytes):
     def answer():
         connection, _ = server.accept()
         with connection:
-            connection.recv(1024)
+            request = connection.recv(4096)
+            if requests is not None:
+                requests.append(request.split(b"\r\n")[0].decode())
             for start in range(0, len(reply), 7):   # in small pieces: the probe reads until the headers end
                 connection.sendall(reply[start:start + 7])
         server.close()
@@ -48,20 +51,9 @@ def test_a_malformed_version_is_ignored():
 
 def serve_http(path, status: str, body: bytes, requests: list):
     """One HTTP/1.1 answer, chunked as Docker's engine sends its lists; the request line is kept."""
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(str(path))
-    server.listen(1)
-
-    def answer():
-        connection, _ = server.accept()
-        with connection:
-            requests.append(connection.recv(4096).split(b"\r\n")[0].decode())
-            chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 50]), body[i:i + 50]) for i in range(0, len(body), 50))
-            connection.sendall(f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
-                               f"Transfer-Encoding: chunked\r\n\r\n".encode() + chunks + b"0\r\n\r\n")
-        server.close()
-
-    threading.Thread(target=answer, daemon=True).start()
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 50]), body[i:i + 50]) for i in range(0, len(body), 50))
+    serve_once(path, f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+               .encode() + chunks + b"0\r\n\r\n", requests)
 
 
 DOCKER_LIST = b'''[{"Id": "abc123", "State": "running", "Labels": {"io.github.pytest-celery-astra.reuse": "1"},
