@@ -6,6 +6,7 @@ import concurrent.futures
 import json
 import dataclasses
 import logging
+import os
 import threading
 from urllib.parse import urlsplit
 
@@ -175,22 +176,48 @@ _PREPARING: dict[tuple[str, str], "concurrent.futures.Future[None]"] = {}
 
 
 def prepare_vhost(service: RunningService, vhost: str) -> None:
-    """Start creating ``vhost`` in a background thread, so that it overlaps the Cassandra connect and DDL
-    (``rabbitmqctl`` takes about 1 s; a kept container's management API ~15 ms); :func:`ensure_vhost` then
-    only waits."""
+    """Start creating ``vhost`` in a background thread, so that it overlaps Cassandra's start, connect and
+    DDL (``rabbitmqctl`` takes about 1 s; a kept container's management API ~15 ms); :func:`ensure_vhost`
+    then only waits. Nothing to do for a vhost made when the container started (``service.vhosts``)."""
     key = (service.container_id, vhost)
-    if key not in _PREPARING:
-        _PREPARING[key] = _background(_create_vhost, service, vhost)
+    if key not in _PREPARING and vhost not in service.vhosts:
+        _PREPARING[key] = _background(_create_vhosts, service, [vhost])
 
 
 def ensure_vhost(service: RunningService, vhost: str) -> None:
     """A RabbitMQ virtual host per worker keeps its queues apart, named queues included: wait for the
     one :func:`prepare_vhost` started (its error, if any, is raised here), or create it now."""
     future = _PREPARING.pop((service.container_id, vhost), None)
-    if future is None:
-        _create_vhost(service, vhost)
-    else:
+    if future is not None:
         future.result()
+    elif vhost not in service.vhosts:
+        _create_vhosts(service, [vhost])
+
+
+def xdist_worker_vhosts(worker: str, run_id: str, settings: Settings) -> list[str]:
+    """The vhosts of every xdist worker of this run (``gw0`` … from ``PYTEST_XDIST_WORKER_COUNT``), which
+    the worker that starts the run's own RabbitMQ makes at once (:func:`with_worker_vhosts`); empty when
+    there is nothing to share: no xdist, or a kept container (its management API makes one in ~15 ms)."""
+    count = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if worker == "master" or settings.reuse_containers or not count.isdigit():
+        return []
+    names = [vhost_name(f"gw{number}") for number in range(int(count))]
+    own = worker_vhost(worker, run_id, settings)
+    return names if own in names else names + [own]
+
+
+def with_worker_vhosts(service: RunningService, vhosts: list[str]) -> RunningService:
+    """Right after the run's RabbitMQ answers, while Cassandra still boots: make every xdist worker's vhost
+    with one ``rabbitmqctl`` (one Erlang VM instead of one per worker, ~0.6 s of CPU each) and record them
+    with the service, so the workers only use them. On failure each worker makes its own (and reports it)."""
+    if not vhosts:
+        return service
+    try:
+        _create_vhosts(service, vhosts)
+    except Exception as error:  # noqa: BLE001 - each worker tries again and reports its own error
+        logger.info("pytest-celery-astra: could not make the xdist workers' vhosts at once (%s)", error)
+        return service
+    return dataclasses.replace(service, vhosts=tuple(vhosts))
 
 
 def _background(function, *args) -> "concurrent.futures.Future[None]":
@@ -206,25 +233,28 @@ def _background(function, *args) -> "concurrent.futures.Future[None]":
     return future
 
 
-def _create_vhost(service: RunningService, vhost: str) -> None:
+def _create_vhosts(service: RunningService, vhosts: list[str]) -> None:
     """Through the management API when the container has it (kept containers); else, or when it fails,
-    ``rabbitmqctl``. Each ``rabbitmqctl`` call boots an Erlang VM (~0.6 s here), so the vhost and the guest's
+    ``rabbitmqctl``. Each ``rabbitmqctl`` call boots an Erlang VM (~0.6 s here), so the vhosts and the guest's
     permissions come in one ``import_definitions`` (RabbitMQ 3.8.2+); else ``add_vhost`` then
-    ``set_permissions``."""
+    ``set_permissions`` per vhost."""
     if service.admin_port:
         try:
-            define_vhost(service.host, service.admin_port, vhost)
+            for vhost in vhosts:
+                define_vhost(service.host, service.admin_port, vhost)
             return
         except AdminApiError as error:
-            logger.info("pytest-celery-astra: the management API did not create vhost %s (%s); using rabbitmqctl",
-                        vhost, error)
+            logger.info("pytest-celery-astra: the management API did not create vhosts %s (%s); using "
+                        "rabbitmqctl", ", ".join(vhosts), error)
     definitions = json.dumps({
-        "vhosts": [{"name": vhost}],
-        "permissions": [{"user": "guest", "vhost": vhost, "configure": ".*", "write": ".*", "read": ".*"}]})
-    path = f"/tmp/celery-astra-{vhost}.json"
+        "vhosts": [{"name": vhost} for vhost in vhosts],
+        "permissions": [{"user": "guest", "vhost": vhost, "configure": ".*", "write": ".*", "read": ".*"}
+                        for vhost in vhosts]})
+    path = f"/tmp/celery-astra-{vhosts[0]}.json"
     one_call = f"printf '%s' '{definitions}' > {path} && rabbitmqctl -q import_definitions {path} >/dev/null"
-    two_calls = (f"(rabbitmqctl -q add_vhost {vhost} >/dev/null 2>&1 || rabbitmqctl -q list_vhosts | grep -qx {vhost})"
-                 f" && rabbitmqctl -q set_permissions -p {vhost} guest '.*' '.*' '.*'")
+    two_calls = " && ".join(
+        f"(rabbitmqctl -q add_vhost {vhost} >/dev/null 2>&1 || rabbitmqctl -q list_vhosts | grep -qx {vhost})"
+        f" && rabbitmqctl -q set_permissions -p {vhost} guest '.*' '.*' '.*'" for vhost in vhosts)
     script = f"({one_call}) || ({two_calls}); status=$?; rm -f {path}; exit $status"
     exec_in_container(service.container_id, ["sh", "-c", script])
 

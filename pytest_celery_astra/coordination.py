@@ -17,7 +17,7 @@ import tempfile
 import uuid
 import warnings
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -59,8 +59,10 @@ class RunState:
     def has_something_to_clean(self) -> bool:
         return self.directory.exists()
 
-    def obtain(self, spec: ContainerSpec, timeout: float, reuse: bool = False) -> RunningService:
-        """The running service for ``spec``: started once per run, whoever asks first."""
+    def obtain(self, spec: ContainerSpec, timeout: float, reuse: bool = False,
+               prepare: Callable[[RunningService], RunningService] | None = None) -> RunningService:
+        """The running service for ``spec``: started once per run, whoever asks first; that process also
+        runs ``prepare`` on it (still under the lock) and records what it returns."""
         self.ensure_directory()
         record = self.directory / f"{spec.name}.json"
         with file_lock(self.directory / f"{spec.name}.lock"):
@@ -70,6 +72,7 @@ class RunState:
                     raise ServiceStartError(data["error"])
                 if "host" in data:
                     data.pop("keep", None)
+                    data["vhosts"] = tuple(data.get("vhosts", ()))
                     return RunningService(**data)
                 if "container_id" in data:  # a start that was interrupted: remove its container first
                     remove_container(data["container_id"])
@@ -86,6 +89,8 @@ class RunState:
                 # Other workers fail with the same message instead of retrying for minutes.
                 record.write_text(json.dumps({"error": str(error)}))
                 raise
+            if prepare is not None:
+                service = prepare(service)
             data = dataclasses.asdict(service)
             data["keep"] = reuse
             record.write_text(json.dumps(data))

@@ -178,8 +178,7 @@ class RunContext:
                            if any(s.name == "cassandra" for s in specs) else "--celery-astra-broker memory")
             raise ServiceStartError(no_engine_message(engine, " and ".join(s.name for s in specs), alternative))
         with ThreadPoolExecutor(max_workers=len(specs), thread_name_prefix="celery-astra-start") as pool:
-            futures = {spec.name: pool.submit(self.state.obtain, spec, self.settings.startup_timeout,
-                                              self.settings.reuse_containers) for spec in specs}
+            futures = {spec.name: pool.submit(self._obtain, spec) for spec in specs}
             errors = []
             try:
                 for name, future in futures.items():
@@ -192,17 +191,24 @@ class RunContext:
                 raise
         if errors:
             raise ServiceStartError("\n".join(errors))
-        self._prepare_vhosts()
         return self.services
 
-    def _prepare_vhosts(self) -> None:
-        """This worker's RabbitMQ vhost, created while Cassandra connects (broker.prepare_vhost)."""
-        from .broker import prepare_vhost, worker_vhost
+    def _obtain(self, spec: ContainerSpec) -> RunningService:
+        """One container (in its start thread). RabbitMQ usually answers before Cassandra: its vhosts are
+        made from then on, while Cassandra still boots — all xdist workers' at once by the worker that
+        started it, else this worker's own in the background (broker.prepare_vhost)."""
+        from .broker import prepare_vhost, with_worker_vhosts, worker_vhost, xdist_worker_vhosts
 
-        service = self.services.get("rabbitmq")
-        vhost = worker_vhost(self.worker, self.run_id, self.settings)
-        if self.broker.mode == "container" and service is not None and vhost is not None:
+        settings = self.settings
+        if spec.name != "rabbitmq" or self.broker.mode != "container":
+            return self.state.obtain(spec, settings.startup_timeout, settings.reuse_containers)
+        vhosts = xdist_worker_vhosts(self.worker, self.run_id, settings)
+        service = self.state.obtain(spec, settings.startup_timeout, settings.reuse_containers,
+                                    prepare=(lambda started: with_worker_vhosts(started, vhosts)) if vhosts else None)
+        vhost = worker_vhost(self.worker, self.run_id, settings)
+        if vhost is not None:
             prepare_vhost(service, vhost)
+        return service
 
     def _refuse_if_orphaned(self) -> None:
         """An xdist worker whose pytest controller is gone (killed) must not start a new set of containers."""

@@ -71,6 +71,7 @@ class RunningService:
     seconds_to_ready: float
     reused: bool = False
     admin_port: int | None = None  # host port of the management HTTP API (kept RabbitMQ), else None
+    vhosts: tuple[str, ...] = ()  # RabbitMQ vhosts made for the run's xdist workers when it started
 
 
 def rabbitmq_spec(image: str, admin_api: bool = False) -> ContainerSpec:

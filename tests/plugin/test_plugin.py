@@ -155,6 +155,14 @@ def test_xdist_workers_share_containers_but_not_queues_or_keyspaces(project):
                               if c.labels.get("io.github.pytest-celery-astra.run-id") == os.environ["RUN_ID_PROBE"]]
             assert sorted(c.labels["io.github.pytest-celery-astra.service"] for c in run_containers) == \\
                 ["cassandra", "rabbitmq"]
+
+        def test_every_workers_vhost_was_made_when_rabbitmq_started(request, celery_astra_app):
+            # One rabbitmqctl for both workers, by the one that started RabbitMQ (broker.with_worker_vhosts).
+            from pytest_celery_astra.runcontext import RUN_CONTEXT_KEY
+            service = request.config.stash[RUN_CONTEXT_KEY].services["rabbitmq"]
+            assert tuple(service.vhosts) == ("celery_astra_gw0", "celery_astra_gw1")
+            me = os.environ["PYTEST_XDIST_WORKER"]
+            assert celery_astra_app.conf.broker_url.unmasked().endswith(f"/celery_astra_{me}")
     ''')
     project.makeconftest(REPORT_THREADS + '''
 import os, pytest
@@ -165,7 +173,7 @@ def _expose_run_id(request):
     os.environ["RUN_ID_PROBE"] = request.config.stash[RUN_CONTEXT_KEY].run_id
 ''')
     result = project.runpytest_subprocess("-n", "2", "--celery-astra-queues", "named_queue", timeout=300)
-    result.assert_outcomes(passed=9)
+    result.assert_outcomes(passed=10)
     assert containers_of_run(run_id_of(result)) == []
 
 

@@ -2,7 +2,9 @@
 
 import pytest
 
-from pytest_celery_astra.broker import choose_broker, worker_broker_url, worker_vhost
+from pytest_celery_astra import broker
+from pytest_celery_astra.broker import (choose_broker, with_worker_vhosts, worker_broker_url, worker_vhost,
+                                         xdist_worker_vhosts)
 from pytest_celery_astra.bundle_download import BundleDownloadError, _pick_region, _refusal
 from pytest_celery_astra.services import RunningService
 from pytest_celery_astra.settings import resolve_settings
@@ -44,6 +46,47 @@ def test_xdist_workers_and_kept_containers_get_vhosts_of_their_own():
              worker_vhost("master", "r1", kept), worker_vhost("master", "r2", kept), worker_vhost("gw0", "r1", kept)}
     assert None not in names and len(names) == 5
     assert "r1" in worker_vhost("master", "r1", kept) and "r1" not in worker_vhost("gw0", "r1", settings)
+
+
+def test_the_xdist_worker_that_starts_rabbitmq_makes_every_workers_vhost(monkeypatch):
+    settings = resolve_settings({"broker": "container"}, {}, {})
+    kept = resolve_settings({"broker": "container", "reuse_containers": "true"}, {}, {})
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "3")
+    assert xdist_worker_vhosts("gw1", "r1", settings) == ["celery_astra_gw0", "celery_astra_gw1", "celery_astra_gw2"]
+    assert xdist_worker_vhosts("gw7", "r1", settings)[-1] == worker_vhost("gw7", "r1", settings)  # a custom id too
+    # Nothing to share: no xdist, or a kept container (its management API makes a vhost in ~15 ms).
+    assert xdist_worker_vhosts("master", "r1", settings) == [] and xdist_worker_vhosts("gw0", "r1", kept) == []
+    monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT")
+    assert xdist_worker_vhosts("gw0", "r1", settings) == []
+
+
+def test_vhosts_made_at_start_are_recorded_and_then_only_used(monkeypatch):
+    settings = resolve_settings({"broker": "container"}, {}, {})
+    rabbitmq = RunningService(name="rabbitmq", image="i", container_id="c", host="127.0.0.1", port=5672,
+                              seconds_to_ready=0.0)
+    made = []
+    monkeypatch.setattr(broker, "_create_vhosts", lambda service, vhosts: made.append(list(vhosts)))
+    started = with_worker_vhosts(rabbitmq, ["celery_astra_gw0", "celery_astra_gw1"])
+    assert made == [["celery_astra_gw0", "celery_astra_gw1"]]  # one call for both
+    assert started.vhosts == ("celery_astra_gw0", "celery_astra_gw1")
+    url, _ = worker_broker_url(choose_broker(settings, None), settings, started, "gw1", "r1")
+    broker.prepare_vhost(started, "celery_astra_gw1")
+    assert url.endswith("/celery_astra_gw1") and len(made) == 1  # used as it is: nothing made again
+    worker_broker_url(choose_broker(settings, None), settings, started, "gw2", "r1")  # a worker not counted
+    assert made[-1] == ["celery_astra_gw2"]
+
+
+def test_a_failed_batch_leaves_each_worker_to_make_its_own(monkeypatch):
+    rabbitmq = RunningService(name="rabbitmq", image="i", container_id="c", host="127.0.0.1", port=5672,
+                              seconds_to_ready=0.0)
+
+    def refuse(service, vhosts):
+        raise RuntimeError("rabbitmqctl: exit 70")
+
+    monkeypatch.setattr(broker, "_create_vhosts", refuse)
+    assert with_worker_vhosts(rabbitmq, ["celery_astra_gw0"]) is rabbitmq  # recorded without vhosts
+    with pytest.raises(RuntimeError, match="exit 70"):
+        broker.ensure_vhost(rabbitmq, "celery_astra_gw0")  # the worker's own attempt reports the error
 
 
 @pytest.mark.parametrize("value, problem", [
