@@ -75,7 +75,9 @@ JPMS_OPTS=(
 )
 # A single test node: no gossip settle wait, no ring delay, no superuser delay;
 # a small heap and the C1 compiler only, which start faster on small machines; the memtable row
-# overhead estimated from 100 rows, not 100,000 (2.1 s of every start on 2 cores).
+# overhead estimated from 100 rows, not 100,000 (2.1 s of every start on 2 cores); the system keyspaces
+# written without fsync (cassandra.unsafesystem: the data is disposable), which makes the start ~0.5 s
+# shorter and each CREATE KEYSPACE / TABLE ~3x faster (~100 -> ~35 ms here).
 TEST_NODE_OPTS=(
   -Xms"$MAX_HEAP_SIZE" -Xmx"$MAX_HEAP_SIZE" -Xmn"$HEAP_NEWSIZE"
   -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xss256k
@@ -91,6 +93,7 @@ TEST_NODE_OPTS=(
   -Dcassandra.superuser_setup_delay_ms=0
   -Dcassandra.initial_token=0
   -Dcassandra.memtable_row_overhead_computation_step=100
+  -Dcassandra.unsafesystem=true
 )
 # The class-data sharing archive made at image build (make-cds-archive.sh), when there is one. CDS wants
 # jars only at the head of the class path, so the configuration directory comes last.
