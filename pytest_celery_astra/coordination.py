@@ -60,9 +60,11 @@ class RunState:
         return self.directory.exists()
 
     def obtain(self, spec: ContainerSpec, timeout: float, reuse: bool = False,
-               prepare: Callable[[RunningService], RunningService] | None = None) -> RunningService:
+               prepare: Callable[[RunningService], RunningService] | None = None,
+               on_created: Callable[[str], None] = lambda container_id: None) -> RunningService:
         """The running service for ``spec``: started once per run, whoever asks first; that process also
-        runs ``prepare`` on it (still under the lock) and records what it returns."""
+        runs ``prepare`` on it (still under the lock) and records what it returns. ``on_created`` gets
+        the id of a container this call creates, once it is recorded."""
         self.ensure_directory()
         record = self.directory / f"{spec.name}.json"
         with file_lock(self.directory / f"{spec.name}.lock"):
@@ -81,6 +83,7 @@ class RunState:
             def remember(container_id: str) -> None:
                 # Recorded before the readiness wait: an interrupt during start still removes it.
                 record.write_text(json.dumps({"name": spec.name, "container_id": container_id, "keep": reuse}))
+                on_created(container_id)
 
             try:
                 service = (find_reusable(spec, timeout) if reuse else None) or start_container(

@@ -71,7 +71,7 @@ def database(keyspace_prefix: str | None = None) -> Callable:
         lease = None
         try:
             context.preflight()
-            context.start_services()
+            context.start_services(("cassandra",))  # the broker may go on booting meanwhile
             lease = context.keyspace_lease(keyspace_prefix)
             db = TestDatabase(
                 context.cassandra_target(), lease.keyspace if lease else context.keyspace(keyspace_prefix),

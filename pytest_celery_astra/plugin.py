@@ -93,16 +93,20 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def _remove_what_the_run_made(config: pytest.Config) -> None:
     context = config.stash.get(RUN_CONTEXT_KEY, None)
-    if context is not None and context.bundle_copy is not None:  # every process made its own
+    if context is None:
+        return
+    if context.bundle_copy is not None:  # every process made its own
         from .bundle import remove_copy
 
         remove_copy(context.bundle_copy)
-    if context is None or not context.owns_state:
+    if context.owns_state:
+        # After the last xdist worker finished (or pytest itself, without xdist):
+        # remove every container of the run, also after failures, Ctrl-C and SIGTERM;
+        # a second Ctrl-C or SIGTERM now is ignored rather than leaving containers half-removed.
+        interrupts.shield_cleanup()
+    context.stop_starting()  # a start no test waited for gives up; what it made is recorded first
+    if not context.owns_state:
         return
-    # After the last xdist worker finished (or pytest itself, without xdist):
-    # remove every container of the run, also after failures, Ctrl-C and SIGTERM;
-    # a second Ctrl-C or SIGTERM now is ignored rather than leaving containers half-removed.
-    interrupts.shield_cleanup()
     for problem in context.state.stop_all():
         sys.stderr.write(f"pytest-celery-astra: {problem}\n")
 
@@ -259,7 +263,11 @@ def celery_astra_services(request: pytest.FixtureRequest, celery_astra_broker_ki
     if context.cassandra_mode != "container" and context.broker.mode != "container":
         pytest.skip("celery_astra_services needs services the plugin started as containers "
                     "(--celery-astra-broker container, no --celery-astra-cassandra-hosts, no --astra)")
-    request.getfixturevalue("celery_astra_database")  # the services are up, the sessions connected
+    request.getfixturevalue("celery_astra_database")  # Cassandra is up, the sessions connected
+    try:
+        context.start_services()  # and the broker
+    except CeleryAstraError as error:
+        pytest.fail(str(error), pytrace=False)
     timeout = context.settings.startup_timeout
 
     def recovered() -> None:

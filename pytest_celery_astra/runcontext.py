@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Collection
 
 import pytest
 
@@ -35,6 +38,8 @@ class RunContext:
     state: RunState
     owns_state: bool
     services: dict[str, RunningService] = dataclasses.field(default_factory=dict)
+    _starts: dict[str, Future] = dataclasses.field(default_factory=dict)  # by service, in start order
+    _start_pool: ThreadPoolExecutor | None = None
     engine: EngineProbe | None = None
     _broker: BrokerChoice | None = None
     _preflight_error: str | None = None
@@ -165,50 +170,95 @@ class RunContext:
         specs = [cassandra_spec(self.settings.cassandra_image)] if self.cassandra_mode == "container" else []
         return specs + self.broker.container_specs(self.settings)
 
-    def start_services(self) -> dict[str, RunningService]:
-        """Start (or join) the containers this run needs, broker and Cassandra concurrently."""
-        specs = [spec for spec in self.container_specs() if spec.name not in self.services]
-        if not specs:
-            return self.services
-        self._refuse_if_orphaned()
-        interrupts.install(self.state.has_something_to_clean, self.state.stop_all if self.owns_state else None)
-        engine = probe_engine()
-        if not engine.answers:
-            alternative = ("--celery-astra-cassandra-hosts (an existing cluster)"
-                           if any(s.name == "cassandra" for s in specs) else "--celery-astra-broker memory")
-            raise ServiceStartError(no_engine_message(engine, " and ".join(s.name for s in specs), alternative))
-        with ThreadPoolExecutor(max_workers=len(specs), thread_name_prefix="celery-astra-start") as pool:
-            futures = {spec.name: pool.submit(self._obtain, spec) for spec in specs}
-            errors = []
-            try:
-                for name, future in futures.items():
-                    try:
-                        self.services[name] = future.result()
-                    except ServiceStartError as error:
-                        errors.append(str(error))
-            except BaseException:  # Ctrl-C / SIGTERM while waiting: the starting threads give up now
-                CANCEL_STARTS.set()
-                raise
+    def start_services(self, names: Collection[str] | None = None) -> dict[str, RunningService]:
+        """Start (or join) the containers this run needs, broker and Cassandra concurrently, and wait
+        for those in ``names`` (default: all); the others go on starting in the background (the
+        database fixture waits for Cassandra alone while RabbitMQ may still boot)."""
+        specs = [spec for spec in self.container_specs()
+                 if spec.name not in self.services and spec.name not in self._starts]
+        if specs:
+            self._refuse_if_orphaned()
+            interrupts.install(self.state.has_something_to_clean, self.state.stop_all if self.owns_state else None)
+            engine = probe_engine()
+            if not engine.answers:
+                alternative = ("--celery-astra-cassandra-hosts (an existing cluster)"
+                               if any(s.name == "cassandra" for s in specs) else "--celery-astra-broker memory")
+                raise ServiceStartError(no_engine_message(engine, " and ".join(s.name for s in specs), alternative))
+            if self._start_pool is None:
+                self._start_pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="celery-astra-start")
+            created_before = None
+            for spec in specs:  # Cassandra first: it boots slowest; each waits for the one before to be created
+                created = threading.Event()
+                self._starts[spec.name] = self._start_pool.submit(self._obtain, spec, created_before, created)
+                created_before = created
+        errors = []
+        try:
+            for name, future in self._starts.items():
+                if names is not None and name not in names:
+                    continue
+                try:
+                    self.services[name] = future.result()
+                except ServiceStartError as error:
+                    errors.append(str(error))
+        except BaseException:  # Ctrl-C / SIGTERM while waiting: the starting threads give up now
+            CANCEL_STARTS.set()
+            raise
+        if self._start_pool is not None and all(future.done() for future in self._starts.values()):
+            self._start_pool.shutdown(wait=True)  # idle threads: no thread of the plugin outlives its starts
+            self._start_pool = None
         if errors:
             raise ServiceStartError("\n".join(errors))
         return self.services
 
-    def _obtain(self, spec: ContainerSpec) -> RunningService:
-        """One container (in its start thread). RabbitMQ usually answers before Cassandra: its vhosts are
-        made from then on, while Cassandra still boots — all xdist workers' at once by the worker that
-        started it, else this worker's own in the background (broker.prepare_vhost)."""
+    def stop_starting(self) -> None:
+        """At the end of the process: starts nobody waited for give up, and their threads are joined, so
+        that every container they made is recorded before the run's containers are removed."""
+        if self._start_pool is None:
+            return
+        pending = any(not future.done() for future in self._starts.values())
+        if pending:
+            CANCEL_STARTS.set()
+        self._start_pool.shutdown(wait=True)
+        self._start_pool = None
+        if pending:
+            CANCEL_STARTS.clear()
+
+    def _obtain(self, spec: ContainerSpec, created_before: threading.Event | None,
+                created: threading.Event) -> RunningService:
+        """One container (in its start thread), created after the one started before it (containers are
+        created one at a time, services.CREATE_LOCK: the first in line boots first). RabbitMQ usually
+        answers before Cassandra: its vhosts are made from then on, while Cassandra still boots — all
+        xdist workers' at once by the worker that started it, else this worker's own in the background
+        (broker.prepare_vhost)."""
         from .broker import prepare_vhost, with_worker_vhosts, worker_vhost, xdist_worker_vhosts
 
         settings = self.settings
-        if spec.name != "rabbitmq" or self.broker.mode != "container":
-            return self.state.obtain(spec, settings.startup_timeout, settings.reuse_containers)
-        vhosts = xdist_worker_vhosts(self.worker, self.run_id, settings)
-        service = self.state.obtain(spec, settings.startup_timeout, settings.reuse_containers,
-                                    prepare=(lambda started: with_worker_vhosts(started, vhosts)) if vhosts else None)
+        try:
+            self._wait_for_turn(spec, created_before)
+            if spec.name != "rabbitmq" or self.broker.mode != "container":
+                return self.state.obtain(spec, settings.startup_timeout, settings.reuse_containers,
+                                         on_created=lambda container_id: created.set())
+            vhosts = xdist_worker_vhosts(self.worker, self.run_id, settings)
+            service = self.state.obtain(
+                spec, settings.startup_timeout, settings.reuse_containers,
+                prepare=(lambda started: with_worker_vhosts(started, vhosts)) if vhosts else None,
+                on_created=lambda container_id: created.set())
+        finally:
+            created.set()  # also when it was found running, kept, or failed
         vhost = worker_vhost(self.worker, self.run_id, settings)
         if vhost is not None:
             prepare_vhost(service, vhost)
         return service
+
+    def _wait_for_turn(self, spec: ContainerSpec, created_before: threading.Event | None) -> None:
+        """Until the container started before this one is created (or found, or failed); none is
+        created after an interrupt."""
+        deadline = time.monotonic() + self.settings.startup_timeout
+        while created_before is not None and not created_before.wait(0.05) and time.monotonic() < deadline:
+            if CANCEL_STARTS.is_set():
+                break
+        if CANCEL_STARTS.is_set():
+            raise ServiceStartError(f"pytest-celery-astra: the start of {spec.name} was interrupted.")
 
     def _refuse_if_orphaned(self) -> None:
         """An xdist worker whose pytest controller is gone (killed) must not start a new set of containers."""

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from .cql_probe import probe_cql
 from .engine import docker_api_version, docker_client, import_container_sdk, import_serially, list_containers
 from .errors import ServiceStartError
 from .locks import file_lock
@@ -223,7 +224,7 @@ def _poll_greeting(spec: ContainerSpec, host: str, port: int, deadline: float,
         time.sleep(0.05)
 
 
-# What each real probe (and, for Cassandra, the database fixture right after it) imports: imported while
+# What each real probe (for Cassandra: the database fixture right after it) imports: imported while
 # the service boots, off the path to the first test (the driver and Celery's backend: ~0.2 s).
 PROBE_MODULES: dict[str, tuple[str, ...]] = {
     "rabbitmq": ("kombu", "kombu.transport.pyamqp"),
@@ -256,18 +257,6 @@ def _probe_redis(host: str, port: int) -> None:
     with Connection(f"redis://{host}:{port}/0", connect_timeout=2) as connection:
         connection.connect()
         connection.default_channel.client.ping()
-
-
-def _probe_cql(host: str, port: int) -> None:
-    from .database import CassandraTarget, quiet_driver_logs
-
-    with quiet_driver_logs():
-        cluster = CassandraTarget(hosts=(host,), port=port, protocol_version=5).cluster(
-            connect_timeout=2, control_connection_timeout=2)
-        try:
-            cluster.connect().execute("SELECT release_version FROM system.local", timeout=5).one()
-        finally:
-            cluster.shutdown()
 
 
 def _greeting(host: str, port: int, hello: bytes, expect) -> None:
@@ -310,7 +299,7 @@ GREETINGS: dict[str, Callable[[str, int], None]] = {
 READINESS_PROBES: dict[str, Callable[[str, int], None]] = {
     "rabbitmq": _probe_amqp,
     "redis": _probe_redis,
-    "cassandra": _probe_cql,
+    "cassandra": probe_cql,  # STARTUP and a query on a plain socket (cql_probe.py), not a driver Cluster
 }
 
 

@@ -177,6 +177,24 @@ def _expose_run_id(request):
     assert containers_of_run(run_id_of(result)) == []
 
 
+def test_a_database_only_session_does_not_wait_for_the_broker_and_leaves_nothing(project):
+    """The database fixture waits for Cassandra alone; the broker boots on in the background. Here
+    the "RabbitMQ" is a Redis image, which never answers AMQP: the database-only test still passes,
+    and at the end the start nobody waited for gives up and its container is removed with the rest."""
+    from tests.conftest import image
+
+    project.makepyfile(test_db='''
+        def test_keyspace(celery_astra_database):
+            assert celery_astra_database.session.execute("SELECT now() FROM system.local").one()
+    ''')
+    started = time.monotonic()
+    result = project.runpytest_subprocess(f"--celery-astra-rabbitmq-image={image('redis')}", timeout=180)
+    result.assert_outcomes(passed=1)
+    assert time.monotonic() - started < 30  # not the 60 s startup timeout of the broker that never answers
+    assert containers_of_run(run_id_of(result)) == []
+    assert "pytest-celery-astra:" not in result.stdout.str() + result.stderr.str()  # no cleanup problem
+
+
 def test_start_failure_attaches_container_log_and_removes_it(project, request):
     from tests.conftest import image
 
