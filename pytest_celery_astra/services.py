@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Callable
 
 from .cql_probe import probe_cql
-from .engine import docker_api_version, docker_client, import_container_sdk, import_serially, list_containers
+from .engine import (docker_api_version, docker_client, import_container_sdk, import_serially, list_containers,
+                     remove_container_plainly)
 from .errors import ServiceStartError
 from .locks import file_lock
 from .owner import Owner
@@ -133,6 +134,8 @@ def start_container(spec: ContainerSpec, timeout: float, run_id: str, keep: bool
     started = time.monotonic()
     try:
         _create_and_start(container)
+    except StartInterrupted:
+        raise ServiceStartError(f"pytest-celery-astra: the start of {spec.name} was interrupted.") from None
     except Exception as error:
         _remove_quietly(container)
         raise ServiceStartError(
@@ -147,9 +150,10 @@ def start_container(spec: ContainerSpec, timeout: float, run_id: str, keep: bool
         admin_port = int(container.get_exposed_port(spec.admin_port)) if spec.admin_port else None
         wait_until_ready(spec, host, port, timeout, container_alive=lambda: _is_running(container))
     except BaseException as error:
-        logs = container_log_tail(container)
+        # After an interrupt nobody reads the log: the container goes at once.
+        logs = "" if CANCEL_STARTS.is_set() else container_log_tail(container)
         _remove_quietly(container)
-        if isinstance(error, ServiceStartError):
+        if isinstance(error, ServiceStartError) and logs:
             raise ServiceStartError(f"{error}\n--- last {LOG_TAIL_LINES} lines of the {spec.name} "
                                     f"container's log ---\n{logs}") from None
         raise
@@ -166,8 +170,14 @@ def start_container(spec: ContainerSpec, timeout: float, run_id: str, keep: bool
 CREATE_LOCK = Path(tempfile.gettempdir()) / "pytest-celery-astra.create.lock"
 
 
+class StartInterrupted(Exception):
+    """The run was interrupted before this container was created: none is."""
+
+
 def _create_and_start(container) -> None:
     with file_lock(CREATE_LOCK):
+        if CANCEL_STARTS.is_set():  # checked once it is this start's turn: the lock may have taken a while
+            raise StartInterrupted
         container.start()
 
 
@@ -184,7 +194,7 @@ def wait_until_ready(
     deadline = time.monotonic() + timeout
     if probe is None and spec.name in GREETINGS:
         _poll_greeting(spec, host, port, deadline, container_alive)
-    if probe is None:
+    if probe is None and not CANCEL_STARTS.is_set():
         _import_probe_modules(spec.name)  # serially, if the greeting answered at once
     probe = probe or READINESS_PROBES[spec.name]
     last_error: Exception | None = None
@@ -304,7 +314,10 @@ READINESS_PROBES: dict[str, Callable[[str, int], None]] = {
 
 
 def remove_container(container_id: str) -> None:
-    """Remove a container by id (SIGKILL, no grace period: test data is disposable)."""
+    """Remove a container by id (SIGKILL, no grace period: test data is disposable); one plain API
+    request, the docker SDK only where that cannot be made."""
+    if remove_container_plainly(container_id):
+        return
     client = docker_client()
     import docker
 

@@ -141,3 +141,23 @@ def test_a_tls_tcp_engine_that_accepts_connections_answers(monkeypatch):
     finally:
         server.close()
     assert probe.answers and probe.detail == "TLS endpoint accepts connections"
+
+
+@pytest.mark.parametrize("status, gone", [("204 No Content", True), ("404 Not Found", True),
+                                          ("409 Conflict", False), ("500 Internal Server Error", False)])
+def test_a_container_is_removed_with_one_plain_request(tmp_path, monkeypatch, status, gone):
+    """engine.remove_container_plainly: no docker SDK import on the way out of a run; gone also when it
+    already was (404); anything else is left to the SDK, which says what went wrong."""
+    path = tmp_path / "engine.sock"
+    requests = []
+    serve_once(path, f"HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n".encode(), requests)
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{path}")
+    assert engine.remove_container_plainly("abc123") is gone
+    assert requests == ["DELETE /containers/abc123?force=1&v=1 HTTP/1.1"]
+
+
+def test_removal_without_an_answering_engine_or_over_tls_is_left_to_the_docker_sdk(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'nothing.sock'}")
+    assert engine.remove_container_plainly("abc123") is False
+    monkeypatch.setenv("DOCKER_HOST", "ssh://user@host")
+    assert engine.remove_container_plainly("abc123") is False
