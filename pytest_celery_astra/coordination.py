@@ -25,7 +25,7 @@ from .errors import ServiceStartError
 from .locks import file_lock
 from .owner import Owner
 from .reuse import find_reusable
-from .services import (CANCEL_STARTS, ContainerSpec, RunningService, owned_containers, remove_container,
+from .services import (ContainerSpec, RunningService, check_not_cancelled, owned_containers, remove_container,
                        start_container)
 
 logger = logging.getLogger(__name__)
@@ -69,9 +69,9 @@ class RunState:
         self.ensure_directory()
         record = self.directory / f"{spec.name}.json"
         with file_lock(self.directory / f"{spec.name}.lock"):
-            if CANCEL_STARTS.is_set():  # interrupted while waiting for the lock: nothing more to start or
-                # remove here (the run's end removes what the record names), and no SDK import on the way out
-                raise ServiceStartError(f"pytest-celery-astra: the start of {spec.name} was interrupted.")
+            # Interrupted while waiting for the lock: nothing more to start or remove here (the run's end
+            # removes what the record names), and no SDK import on the way out.
+            check_not_cancelled(spec.name)
             if record.exists():
                 data = json.loads(record.read_text())
                 if "error" in data:

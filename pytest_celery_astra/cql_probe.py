@@ -20,7 +20,7 @@ _HEADER = struct.Struct(">BBhBi")  # version, flags, stream, opcode, body length
 QUERY = "SELECT release_version FROM system.local"
 
 
-def _string(text: str) -> bytes:
+def string(text: str) -> bytes:
     data = text.encode()
     return struct.pack(">H", len(data)) + data
 
@@ -30,7 +30,7 @@ def _frame(stream: int, opcode: str, body: bytes) -> bytes:
 
 
 def startup_frame() -> bytes:
-    return _frame(1, "STARTUP", struct.pack(">H", 1) + _string("CQL_VERSION") + _string("3.0.0"))
+    return _frame(1, "STARTUP", struct.pack(">H", 1) + string("CQL_VERSION") + string("3.0.0"))
 
 
 def query_frame(query: str = QUERY) -> bytes:
@@ -38,22 +38,23 @@ def query_frame(query: str = QUERY) -> bytes:
     return _frame(2, "QUERY", struct.pack(">i", len(data)) + data + struct.pack(">HB", _CONSISTENCY_ONE, 0))
 
 
-def _read_exactly(connection: socket.socket, size: int) -> bytes:
+def read_exactly(connection: socket.socket, size: int) -> bytes:
+    """``size`` bytes from ``connection``; ``ConnectionError`` if it closes first."""
     data = b""
     while len(data) < size:
         chunk = connection.recv(size - len(data))
         if not chunk:
-            raise ConnectionError("Cassandra closed the connection")
+            raise ConnectionError("the node closed the connection mid-frame")
         data += chunk
     return data
 
 
 def _response(connection: socket.socket) -> tuple[int, bytes]:
     """The opcode and body of the next response, past a tracing id and warnings when flagged."""
-    version, flags, _stream, opcode, length = _HEADER.unpack(_read_exactly(connection, _HEADER.size))
+    version, flags, _stream, opcode, length = _HEADER.unpack(read_exactly(connection, _HEADER.size))
     if version != 0x80 | _VERSION:
         raise ConnectionError(f"not a CQL v4 response (version byte {version:#x})")
-    body = _read_exactly(connection, length)
+    body = read_exactly(connection, length)
     if flags & _TRACING:
         body = body[16:]
     if flags & _WARNING:

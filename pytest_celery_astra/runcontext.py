@@ -6,9 +6,9 @@ import dataclasses
 import os
 import threading
 import time
+from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Collection
 
 import pytest
 
@@ -19,7 +19,7 @@ from .database import CassandraTarget
 from .engine import EngineProbe, no_engine_message, probe_engine
 from .errors import ConfigurationError, ServiceStartError
 from .naming import astra_table_name, keyspace_name
-from .services import CANCEL_STARTS, ContainerSpec, RunningService, cassandra_spec
+from .services import CANCEL_STARTS, ContainerSpec, RunningService, cassandra_spec, check_not_cancelled
 from .settings import Settings
 
 RUN_CONTEXT_KEY = pytest.StashKey["RunContext"]()
@@ -257,8 +257,7 @@ class RunContext:
         while created_before is not None and not created_before.wait(0.05) and time.monotonic() < deadline:
             if CANCEL_STARTS.is_set():
                 break
-        if CANCEL_STARTS.is_set():
-            raise ServiceStartError(f"pytest-celery-astra: the start of {spec.name} was interrupted.")
+        check_not_cancelled(spec.name)
 
     def _refuse_if_orphaned(self) -> None:
         """An xdist worker whose pytest controller is gone (killed) must not start a new set of containers."""

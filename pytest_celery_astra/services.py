@@ -133,9 +133,9 @@ def start_container(spec: ContainerSpec, timeout: float, run_id: str, keep: bool
         container.with_command(list(spec.command))
     started = time.monotonic()
     try:
-        _create_and_start(container)
-    except StartInterrupted:
-        raise ServiceStartError(f"pytest-celery-astra: the start of {spec.name} was interrupted.") from None
+        _create_and_start(container, spec.name)
+    except ServiceStartError:  # interrupted before its turn came: nothing was created
+        raise
     except Exception as error:
         _remove_quietly(container)
         raise ServiceStartError(
@@ -170,15 +170,16 @@ def start_container(spec: ContainerSpec, timeout: float, run_id: str, keep: bool
 CREATE_LOCK = Path(tempfile.gettempdir()) / "pytest-celery-astra.create.lock"
 
 
-class StartInterrupted(Exception):
-    """The run was interrupted before this container was created: none is."""
-
-
-def _create_and_start(container) -> None:
+def _create_and_start(container, service: str) -> None:
     with file_lock(CREATE_LOCK):
-        if CANCEL_STARTS.is_set():  # checked once it is this start's turn: the lock may have taken a while
-            raise StartInterrupted
+        check_not_cancelled(service)  # once it is this start's turn: the lock may have taken a while
         container.start()
+
+
+def check_not_cancelled(service: str) -> None:
+    """Raise once the run is interrupted (``CANCEL_STARTS``): a start then goes no further."""
+    if CANCEL_STARTS.is_set():
+        raise ServiceStartError(f"pytest-celery-astra: the start of {service} was interrupted.")
 
 
 def wait_until_ready(
@@ -199,8 +200,7 @@ def wait_until_ready(
     probe = probe or READINESS_PROBES[spec.name]
     last_error: Exception | None = None
     while time.monotonic() < deadline:
-        if CANCEL_STARTS.is_set():
-            raise ServiceStartError(f"pytest-celery-astra: the start of {spec.name} was interrupted.")
+        check_not_cancelled(spec.name)
         try:
             probe(host, port)
             return

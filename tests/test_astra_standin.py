@@ -29,6 +29,8 @@ from cassandra.connection import SniEndPoint
 from cassandra.query import SimpleStatement
 from cryptography import x509
 
+from pytest_celery_astra.cql_probe import read_exactly
+
 from tests.astra_standin import (
     AstraStandIn,
     CassandraNode,
@@ -42,7 +44,6 @@ from tests.astra_standin import (
 )
 from tests.astra_standin.cql_frames import FRAME_HEADER, decode_string_multimap
 from tests.astra_standin.pki import CertificateAuthority, IssuedCertificate
-from tests.astra_standin.cql_probe import _recv_exactly
 
 KEYSPACE = "astra_ks"
 
@@ -96,10 +97,10 @@ def _tls_to_proxy(astra: AstraStandIn, server_name: str, identity: Optional[Issu
 def _cql_options(sock: ssl.SSLSocket) -> dict[str, list[str]]:
     """Send a protocol v4 OPTIONS and decode the SUPPORTED answer."""
     sock.sendall(FRAME_HEADER.pack(0x04, 0, 1, 0x05, 0))
-    header = _recv_exactly(sock, FRAME_HEADER.size)
+    header = read_exactly(sock, FRAME_HEADER.size)
     version, _flags, stream, opcode, length = FRAME_HEADER.unpack(header)
     assert (version, stream, opcode) == (0x84, 1, 0x06)
-    return decode_string_multimap(_recv_exactly(sock, length))
+    return decode_string_multimap(read_exactly(sock, length))
 
 
 def _is_refused(sock: ssl.SSLSocket) -> bool:

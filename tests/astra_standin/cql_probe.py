@@ -11,6 +11,8 @@ from __future__ import annotations
 import socket
 import struct
 
+from pytest_celery_astra.cql_probe import read_exactly, string
+
 from .cql_frames import FRAME_HEADER, OPCODE_SUPPORTED
 
 _VERSION = 0x04
@@ -26,28 +28,13 @@ def _frame(opcode: int, body: bytes = b"") -> bytes:
     return FRAME_HEADER.pack(_VERSION, 0, 0, opcode, len(body)) + body
 
 
-def _recv_exactly(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ConnectionError("connection closed mid-frame")
-        data += chunk
-    return data
-
-
 def _exchange(sock: socket.socket, opcode: int, body: bytes = b"") -> int:
     """Send one request; return the response's opcode (its body is discarded)."""
     sock.sendall(_frame(opcode, body))
-    header = _recv_exactly(sock, FRAME_HEADER.size)
+    header = read_exactly(sock, FRAME_HEADER.size)
     length = FRAME_HEADER.unpack(header)[4]
-    _recv_exactly(sock, length)
+    read_exactly(sock, length)
     return FRAME_HEADER.unpack(header)[3]
-
-
-def _string(value: str) -> bytes:
-    raw = value.encode("utf-8")
-    return struct.pack(">H", len(raw)) + raw
 
 
 def native_transport_answers(host: str, port: int, timeout: float = 2.0) -> bool:
@@ -65,7 +52,7 @@ def native_transport_answers(host: str, port: int, timeout: float = 2.0) -> bool
 
 def password_login_works(host: str, port: int, username: str, password: str, timeout: float = 5.0) -> bool:
     """True if ``username``/``password`` log in (SASL PLAIN, as PlainTextAuthProvider does)."""
-    startup = struct.pack(">H", 1) + _string("CQL_VERSION") + _string("3.0.0")
+    startup = struct.pack(">H", 1) + string("CQL_VERSION") + string("3.0.0")
     token = b"\x00" + username.encode("utf-8") + b"\x00" + password.encode("utf-8")
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:

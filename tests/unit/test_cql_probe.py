@@ -2,13 +2,12 @@
 
 The real node answers it in tests/services/test_images.py (wait_until_ready on the plugin's image)."""
 
-import socket
 import struct
-import threading
 
 import pytest
 
 from pytest_celery_astra.cql_probe import QUERY, probe_cql
+from tests.local_servers import serve_one_connection
 
 
 def response(opcode: int, body: bytes, flags: int = 0, stream: int = 1) -> bytes:
@@ -25,23 +24,16 @@ ROWS = response(0x08, struct.pack(">i", 2) + b"\x00" * 12, stream=2)
 
 def scripted_server(answers: list[bytes], received: list[bytes]):
     """Answer each frame the client sends with the next of ``answers``; keep what was received."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
 
-    def handle():
-        connection, _ = server.accept()
-        with connection:
-            for answer in answers:
-                header = connection.recv(9)
-                (length,) = struct.unpack(">i", header[5:9])
-                body = connection.recv(length) if length else b""
-                received.append(header + body)
-                connection.sendall(answer)
-        server.close()
+    def handle(connection):
+        for answer in answers:
+            header = connection.recv(9)
+            (length,) = struct.unpack(">i", header[5:9])
+            body = connection.recv(length) if length else b""
+            received.append(header + body)
+            connection.sendall(answer)
 
-    threading.Thread(target=handle, daemon=True).start()
-    return server.getsockname()[1]
+    return serve_one_connection(handle)
 
 
 def test_a_node_that_answers_the_query_with_rows_passes():

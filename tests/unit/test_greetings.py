@@ -1,29 +1,22 @@
 """The protocol greetings that tell a container is up (services.GREETINGS), against tiny local servers."""
 
 import socket
-import threading
 
 import pytest
 
 from pytest_celery_astra.services import GREETINGS
+from tests.local_servers import serve_one_connection
 
 
 def serve_once(answer: bytes):
     """A server on a free port that reads the client's hello and sends ``answer`` (b"" = just close)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
 
-    def handle():
-        connection, _ = server.accept()
-        with connection:
-            connection.recv(64)
-            if answer:
-                connection.sendall(answer)
-        server.close()
+    def handle(connection):
+        connection.recv(64)
+        if answer:
+            connection.sendall(answer)
 
-    threading.Thread(target=handle, daemon=True).start()
-    return server.getsockname()[1]
+    return serve_one_connection(handle)
 
 
 ANSWERS = {
