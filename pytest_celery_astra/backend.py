@@ -25,6 +25,8 @@ And two about the driver, neither visible in what is stored or returned:
   event-loop thread's time in a round trip; Celery only unpacks the row.
 * The backend's own Cluster does not fetch the schema metadata (unless the
   app's ``cassandra_options`` ask for it): Celery never reads it.
+* Writers do not send Celery's ``CREATE TABLE`` (refused as existing: the
+  plugin makes the table before any test).
 * The app fixture opens the backend's connection in a thread while the worker
   starts (celery_app.connect_backend_in_background), not at the first result.
 
@@ -126,7 +128,12 @@ class TestCassandraBackend(CassandraBackend):
         self.cassandra_options = {"schema_metadata_enabled": False, **(self.cassandra_options or {})}
 
     def _get_connection(self, write=False):
-        super()._get_connection(write=write)
+        # Celery's writers send its CREATE TABLE on their first write, refused as existing: the plugin made
+        # the result table before any app could use it. On a cluster each such statement still costs a
+        # round of schema checks, so the connection is made as a reader's (the statements are the same).
+        super()._get_connection(write=False)
+        if write and getattr(self, "_table_created", True) is False:
+            self._table_created = True  # Celery 5.7+: writers then take the lock-free path
         if self._tuned_session is not self._session:
             self._tune_session()
 

@@ -21,6 +21,11 @@ from .errors import DatabaseSetupError
 from .leases import KeyspaceLease
 from .masking import Secret
 from .owner import Owner
+from .replication import Replication
+
+# Seconds a schema change waits for every live node to agree (the driver's default is 10 s; on a 3-node
+# cluster one statement took up to 5.8 s under a -n 4 start).
+SCHEMA_AGREEMENT_WAIT = 30
 
 MARK_PREFIX = "pytest-celery-astra"
 OWNER_TABLE = "celery_astra_owner"
@@ -56,28 +61,33 @@ class CassandraTarget:
 
         return PlainTextAuthProvider(username=self.username, password=self.password)
 
-    def cluster_options(self) -> dict:
-        """Options for cassandra-driver's Cluster besides where and who: the plugin's and Celery's."""
+    def cluster_options(self, consistency: str | None = None) -> dict:
+        """Options for cassandra-driver's Cluster besides where and who: the plugin's and Celery's.
+        ``consistency`` is the default level of the Cluster's queries (the plugin's own Session: the
+        configured read consistency, never the driver's LOCAL_ONE, which a node down can fail)."""
         if self.is_astra:
             return {}
+        from cassandra import ConsistencyLevel
         from cassandra.cluster import EXEC_PROFILE_DEFAULT, ExecutionProfile
         from cassandra.policies import ConstantReconnectionPolicy, RoundRobinPolicy
 
         # Explicit policy and protocol: without them the driver warns on every connect. Reconnecting
         # every 0.5 s (the driver backs off up to 10 min) brings the sessions back soon after a node
         # restart (celery_astra_services).
-        options: dict = {"execution_profiles": {EXEC_PROFILE_DEFAULT: ExecutionProfile(
-            load_balancing_policy=RoundRobinPolicy(), request_timeout=30)},
-            "reconnection_policy": ConstantReconnectionPolicy(0.5, max_attempts=None)}
+        profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=30)
+        if consistency is not None:
+            profile.consistency_level = ConsistencyLevel.name_to_value[consistency]
+        options: dict = {"execution_profiles": {EXEC_PROFILE_DEFAULT: profile},
+                         "reconnection_policy": ConstantReconnectionPolicy(0.5, max_attempts=None)}
         if self.protocol_version is not None:
             options["protocol_version"] = self.protocol_version
         return options
 
-    def cluster(self, **options):
+    def cluster(self, consistency: str | None = None, **options):
         """A cassandra-driver Cluster for this target (not yet connected)."""
         from cassandra.cluster import Cluster
 
-        options = {**self.cluster_options(), **options}
+        options = {**self.cluster_options(consistency), **options}
         if self.is_astra:
             return Cluster(cloud={"secure_connect_bundle": self.bundle_path},
                            auth_provider=self.auth_provider(), **options)
@@ -178,8 +188,9 @@ def result_table_ddl(keyspace: str, table: str, comment: str) -> str:
 class TestDatabase:
     """A connected session with the test keyspace and result table ready.
 
-    Local mode: the plugin creates the keyspace (SimpleStrategy, RF 1) and owns
-    everything in it. Astra mode: the keyspace must exist; the plugin owns only
+    Local mode: the plugin creates the keyspace (replicated as the ``replication``
+    setting resolves for the cluster: one replica on a container of this run) and
+    owns everything in it. Astra mode: the keyspace must exist; the plugin owns only
     the tables it created, which carry its mark.
     """
 
@@ -187,7 +198,8 @@ class TestDatabase:
 
     def __init__(self, target: CassandraTarget, keyspace: str, result_table: str, run_id: str, worker: str,
                  read_consistency: str = "LOCAL_QUORUM", write_consistency: str = "LOCAL_QUORUM",
-                 lease: KeyspaceLease | None = None):
+                 lease: KeyspaceLease | None = None, replication: str = "auto",
+                 replication_source: str = "default", single_node: bool = True):
         self.target = target
         self.keyspace = keyspace
         self.result_table = result_table
@@ -196,6 +208,10 @@ class TestDatabase:
         self.read_consistency = read_consistency
         self.write_consistency = write_consistency
         self.owns_keyspace = not target.is_astra
+        # The ``replication`` setting (text, and where it came from), resolved once connected.
+        self.replication_setting = (replication, replication_source)
+        self.single_node = single_node  # a container of this run: one node, whatever the setting says
+        self.replication: Replication | None = None
         self.created_tables: set[str] = set()
         self.made_tables: set[str] = set()  # those this run's CREATE made: dropped at the end (Astra)
         # Tables emptied after every test, besides the result table: made with create_table(),
@@ -268,7 +284,9 @@ class TestDatabase:
         try:
             # The driver logs its metadata-fetch failures with a traceback; the error below says it in one line.
             with quiet_driver_logs():
-                return self.target.cluster(connect_timeout=5, control_connection_timeout=5)
+                return self.target.cluster(consistency=self.read_consistency, connect_timeout=5,
+                                           control_connection_timeout=5,
+                                           max_schema_agreement_wait=SCHEMA_AGREEMENT_WAIT)
         except Exception as error:
             if not self.target.is_astra:
                 raise
@@ -328,7 +346,7 @@ class TestDatabase:
                 why = f"created {mark['created']}, run {mark['run']}"
             else:
                 continue
-            self.session.execute(f"DROP KEYSPACE IF EXISTS {name}", timeout=60)
+            self.schema_change(f"DROP KEYSPACE IF EXISTS {name}")
             dropped.append(f"keyspace {name} ({why})")
         return dropped
 
@@ -366,7 +384,7 @@ class TestDatabase:
                 return
             for table in found["tables"]:
                 if table not in (OWNER_TABLE, self.result_table):
-                    self.session.execute(f"DROP TABLE IF EXISTS {self.keyspace}.{table}", timeout=60)
+                    self.schema_change(f"DROP TABLE IF EXISTS {self.keyspace}.{table}")
             tombstones = self.tombstones.get(self.result_table, 0)
             if self.session.execute(f"SELECT * FROM {self.keyspace}.{self.result_table} LIMIT 1",
                                     timeout=60).one() is not None:
@@ -387,13 +405,36 @@ class TestDatabase:
                     f"pytest-celery-astra: keyspace {self.keyspace!r} already exists and was not created by this "
                     f"plugin, so it will not be used or cleaned; set --celery-astra-keyspace to another prefix.")
             # Left by an earlier run (a reused container, or a crash): start afresh.
-            self.session.execute(f"DROP KEYSPACE {self.keyspace}")
-        self.session.execute(
-            f"CREATE KEYSPACE {self.keyspace} WITH replication = "
-            "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+            self.schema_change(f"DROP KEYSPACE {self.keyspace}")
+        replication = self.resolve_replication()
+        self.schema_change(f"CREATE KEYSPACE {self.keyspace} WITH replication = {replication.cql()}")
         mark = table_mark(self.run_id, self.worker) + (f" lease={self.lease.slot}" if self.lease else "")
-        self.session.execute(
+        self.schema_change(
             f"CREATE TABLE {self.keyspace}.{OWNER_TABLE} (run_id text PRIMARY KEY) WITH comment = '{mark}'")
+
+    def resolve_replication(self) -> Replication:
+        """The keyspace's replication for this cluster (``replication`` setting); a replication no QUORUM
+        could be met with is refused in one sentence before anything is created."""
+        from .replication import resolve
+
+        value, source = self.replication_setting
+        data_centers = [host.datacenter for host in self.cluster.metadata.all_hosts()]
+        try:
+            self.replication = resolve(value, source, self.single_node, data_centers)
+        except ValueError as error:
+            raise DatabaseSetupError(str(error)) from None
+        return self.replication
+
+    def schema_change(self, statement: str) -> None:
+        """Run a DDL statement and wait until every live node agrees on the schema: a node that answers a
+        later query with the old schema fails it (``table ... does not exist``)."""
+        result = self.session.execute(statement, timeout=60)
+        if not result.response_future.is_schema_agreed:
+            first_words = " ".join(statement.split()[:4])
+            raise DatabaseSetupError(
+                f"pytest-celery-astra: the Cassandra nodes did not agree on the schema within "
+                f"{SCHEMA_AGREEMENT_WAIT} s after `{first_words} ...`; a node is overloaded or cannot reach "
+                f"the others (nodetool describecluster lists the schema versions).")
 
     def create_table(self, table: str, ddl_for=None, cql: str | None = None) -> None:
         """Create ``table`` in the test keyspace; it is the plugin's own and is emptied after every test.
@@ -407,7 +448,7 @@ class TestDatabase:
         statement = with_mark(cql, mark) if cql is not None else ddl_for(self.keyspace, table, mark)
         try:
             try:
-                self.session.execute(statement, timeout=60)
+                self.schema_change(statement)
             except Unauthorized as error:
                 raise DatabaseSetupError(self._not_allowed_message(table, error)) from None
             except InvalidRequest as error:
@@ -470,7 +511,7 @@ class TestDatabase:
                 mark = parse_mark(self.table_comment(table))
                 if mark is None or mark["run"] != self.run_id:
                     continue
-            self.session.execute(f"DROP TABLE IF EXISTS {self.keyspace}.{table}", timeout=60)
+            self.schema_change(f"DROP TABLE IF EXISTS {self.keyspace}.{table}")
         self.created_tables.clear()
         self.made_tables.clear()
 
@@ -481,7 +522,7 @@ class TestDatabase:
             return
         found = self.table_comment(table)
         if found != mark:
-            self.session.execute(f"DROP TABLE IF EXISTS {self.keyspace}.{table}", timeout=60)
+            self.schema_change(f"DROP TABLE IF EXISTS {self.keyspace}.{table}")
             self.made_tables.discard(table)
             raise DatabaseSetupError(
                 f"pytest-celery-astra: the server did not keep the comment of table {self.keyspace}.{table} "
@@ -492,7 +533,7 @@ class TestDatabase:
         """Existing cluster, end of run: drop the keyspace this run created (and only that)."""
         existing = self.cluster.metadata.keyspaces.get(self.keyspace)
         if existing is not None and OWNER_TABLE in existing.tables:
-            self.session.execute(f"DROP KEYSPACE IF EXISTS {self.keyspace}", timeout=60)
+            self.schema_change(f"DROP KEYSPACE IF EXISTS {self.keyspace}")
 
     def shutdown(self) -> None:
         if self.cluster is not None:

@@ -76,7 +76,9 @@ def database(keyspace_prefix: str | None = None) -> Callable:
             db = TestDatabase(
                 context.cassandra_target(), lease.keyspace if lease else context.keyspace(keyspace_prefix),
                 context.result_table(keyspace_prefix), context.run_id, context.worker,
-                context.settings.read_consistency, context.settings.write_consistency, lease=lease)
+                context.settings.read_consistency, context.settings.write_consistency, lease=lease,
+                replication=context.settings.replication, replication_source=context.settings.sources["replication"],
+                single_node=context.cassandra_mode == "container")
             db.connect(context.settings.startup_timeout, retry=context.cassandra_mode == "container")
         except CeleryAstraError as error:
             if lease is not None:
@@ -137,7 +139,7 @@ def _reap_leftovers(context: RunContext, db: TestDatabase) -> list[str]:
 
         tables = stale_tables(db.cluster, db.keyspace, context.run_id, include_old)
         for table in tables:
-            db.session.execute(f"DROP TABLE IF EXISTS {db.keyspace}.{table}", timeout=60)
+            db.schema_change(f"DROP TABLE IF EXISTS {db.keyspace}.{table}")
         return [f"table {db.keyspace}.{table}" for table in tables]
     return db.reap_dead_keyspaces(include_old) if context.shares_cassandra else []
 

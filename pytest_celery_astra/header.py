@@ -58,7 +58,20 @@ def _cassandra_line(context: RunContext, workers: list[str]) -> str:
         keyspaces = ", ".join(context.keyspace_of(worker) for worker in workers)
     where = (f"hosts {settings.describe('cassandra_hosts')} port {settings.cassandra_port}"
              if context.cassandra_mode == "hosts" else f"container (image {settings.describe('cassandra_image')})")
-    return f"{where}, keyspace {keyspaces} ({settings.sources['keyspace']}), table {settings.table}"
+    return (f"{where}, keyspace {keyspaces} ({settings.sources['keyspace']}), table {settings.table}, "
+            f"replication {_replication(context)}")
+
+
+def _replication(context: RunContext) -> str:
+    from .replication import AUTO, AUTO_FACTOR
+
+    settings = context.settings
+    if settings.replication != AUTO:
+        return settings.describe("replication")
+    if context.cassandra_mode == "container":
+        return f"factor 1, one node (auto, {settings.sources['replication']})"
+    return (f"min({AUTO_FACTOR}, nodes) in each data center, NetworkTopologyStrategy "
+            f"(auto, {settings.sources['replication']})")
 
 
 def _queues(context: RunContext) -> str:

@@ -19,8 +19,11 @@ without waiting (see result_rows.py). No read at all, and no wait in the teardow
 
 from __future__ import annotations
 
+import re
+import time
+
 from .database import OWNER_TABLE, TestDatabase, parse_mark
-from .errors import TableNotOwnedError
+from .errors import CleanupError, TableNotOwnedError
 from .result_rows import DELETES, WRITTEN
 
 
@@ -38,6 +41,10 @@ SYSTEM_KEYSPACES = frozenset({
 TOMBSTONE_BUDGET = 900
 # Past this many partitions one TRUNCATE is cheaper than the deletes.
 DELETE_AT_MOST = 300
+# What a node that has just rejoined a cluster, with the schema of before, says of a table made meanwhile.
+STALE_SCHEMA = re.compile(r"does not exist|unconfigured table|incompatible.?schema", re.IGNORECASE)
+# Coordinators tried for a read that meets a stale schema (round robin: each try asks the next node).
+STALE_SCHEMA_TRIES = 6
 
 
 class Janitor:
@@ -86,7 +93,23 @@ class Janitor:
         """Empty every table that has rows; return the ones that were emptied.
 
         With ``deferred``, the caller knows every row of the result table was stored by this
-        process's backend: those task ids are deleted, and not waited for."""
+        process's backend: those task ids are deleted, and not waited for.
+
+        Too few replicas alive (a node down) raises :class:`CleanupError` with one sentence that names
+        the keyspace's replication and the setting."""
+        try:
+            return self._clean(deferred)
+        except Exception as error:
+            from .replication import unavailable_cause, unavailable_sentence
+
+            unavailable = unavailable_cause(error)
+            if unavailable is None:
+                raise
+
+            raise CleanupError(unavailable_sentence(
+                self.database.keyspace, self.database.replication, unavailable)) from error
+
+    def _clean(self, deferred: bool) -> list[str]:
         emptied = []
         for name in self.tables:
             if name == self.database.result_table:
@@ -117,17 +140,17 @@ class Janitor:
         session = self.database.session
         # Quoted: a table a user created as "MyTable" keeps its case (unquoted CQL folds it).
         qualified = f"{protect_name(self.database.keyspace)}.{protect_name(name)}"
-        if session.execute(f"SELECT * FROM {qualified} LIMIT 1").one() is None:
+        if self._read(f"SELECT * FROM {qualified} LIMIT 1").one() is None:
             return False
         key_columns = self._partition_key(name)
-        rows = session.execute(f"SELECT DISTINCT {', '.join(map(protect_name, key_columns))} FROM {qualified} "
-                               f"LIMIT {DELETE_AT_MOST + 1}")
-        keys = [tuple(row) for row in rows]
+        distinct = f"SELECT DISTINCT {', '.join(map(protect_name, key_columns))} FROM {qualified}"
+        keys = [tuple(row) for row in self._read(f"{distinct} LIMIT {DELETE_AT_MOST + 1}")]
         spent = self.database.tombstones.get(name, 0)
         if len(keys) > DELETE_AT_MOST or spent + len(keys) > TOMBSTONE_BUDGET:
-            session.execute(f"TRUNCATE {qualified}", timeout=60)
-            self.database.tombstones[name] = 0
-            return True
+            if self._truncate(qualified):
+                self.database.tombstones[name] = 0
+                return True
+            keys = [tuple(row) for row in self._read(distinct)]  # every key, page by page
         from cassandra.concurrent import execute_concurrent_with_args
 
         delete = self._delete_statement(qualified, key_columns)
@@ -136,12 +159,40 @@ class Janitor:
         self.database.tombstones[name] = spent + len(keys)
         return True
 
+    def _truncate(self, qualified: str) -> bool:
+        """TRUNCATE, which needs every node of the cluster up; False when one is down (the caller
+        deletes by key instead, at the configured consistency)."""
+        from cassandra import Unavailable
+        from cassandra.protocol import TruncateError
+
+        try:
+            self.database.session.execute(f"TRUNCATE {qualified}", timeout=60)
+        except (Unavailable, TruncateError):
+            return False
+        return True
+
+    def _read(self, query: str):
+        """A read at the configured consistency; one that meets a node still on the schema of before a
+        table was made (it has just rejoined the cluster) is asked of the next node."""
+        from cassandra import InvalidRequest
+        from cassandra.protocol import ServerError
+
+        for attempt in range(STALE_SCHEMA_TRIES):
+            try:
+                return self.database.session.execute(query)
+            except (InvalidRequest, ServerError) as error:
+                if not STALE_SCHEMA.search(str(error)) or attempt == STALE_SCHEMA_TRIES - 1:
+                    raise
+                time.sleep(0.05 * attempt)  # round robin sends the next try to the next node
+
     def _delete_statement(self, qualified: str, key_columns: list[str]):
         # Prepared once per table and session, not once per test: a prepare is a server round trip.
         statements = self.database.prepared_deletes
         if qualified not in statements:
             where = " AND ".join(f"{protect_name(column)} = ?" for column in key_columns)
-            statements[qualified] = self.database.session.prepare(f"DELETE FROM {qualified} WHERE {where}")
+            statement = self.database.session.prepare(f"DELETE FROM {qualified} WHERE {where}")
+            statement.consistency_level = _consistency(self.database.write_consistency)
+            statements[qualified] = statement
         return statements[qualified]
 
     def _partition_key(self, name: str) -> list[str]:
@@ -150,3 +201,10 @@ class Janitor:
             self.database.cluster.refresh_table_metadata(self.database.keyspace, name)
             table = self.database.cluster.metadata.keyspaces[self.database.keyspace].tables[name]
         return [column.name for column in table.partition_key]
+
+
+def _consistency(name: str) -> int:
+    from cassandra import ConsistencyLevel
+
+    return ConsistencyLevel.name_to_value[name]
+

@@ -158,13 +158,26 @@ def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object, righ
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call):
-    """A failing test gets the log of every worker process running (the thread worker logs to pytest)."""
+    """A failing test gets the log of every worker process running (the thread worker logs to pytest), and
+    one that failed because too few Cassandra replicas were alive, the keyspace's replication."""
     outcome = yield
     report = outcome.get_result()
     if report.failed:
         for worker in item.config.stash.get(factories.RUNNING_WORKERS_KEY, []):
             if hasattr(worker, "log_tail"):
                 report.sections.append((f"celery worker process {worker.hostname}", worker.log_tail()))
+        if call.excinfo is not None and "cassandra" in type(call.excinfo.value).__module__:
+            _explain_unavailable(item.config, report, call.excinfo.value)
+
+
+def _explain_unavailable(config: pytest.Config, report: pytest.TestReport, error: BaseException) -> None:
+    from .replication import unavailable_cause, unavailable_sentence
+
+    unavailable = unavailable_cause(error)
+    databases = [db for db in config.stash.get(factories.DATABASES_KEY, {}).values() if db.replication is not None]
+    if unavailable is not None and databases:
+        report.sections.append(("pytest-celery-astra", unavailable_sentence(
+            databases[0].keyspace, databases[0].replication, unavailable)))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 import pytest
 
 from .masking import MASK, Secret, mask_url
+from .replication import parse as _replication
 
 BROKER_MODES = ("auto", "container", "url", "memory")
 BROKER_KINDS = ("rabbitmq", "redis")
@@ -187,6 +188,10 @@ SETTINGS: tuple[Setting, ...] = (
             default="celery_astra", parse=_cql_identifier),
     Setting("table", "Name of Celery's result table in the test keyspace.", default="celery_results",
             parse=_cql_identifier),
+    Setting("replication", "Replication of the test keyspace: auto (1 on a container of this run; on an "
+            "existing cluster NetworkTopologyStrategy with min(3, nodes) replicas in each data center), a factor "
+            "(SimpleStrategy: 3) or data centers (NetworkTopologyStrategy: dc1:3,dc2:2).", default="auto",
+            parse=_replication),
     Setting("read_consistency", "Consistency of result reads.", default="LOCAL_QUORUM", parse=_consistency),
     Setting("write_consistency", "Consistency of result writes.", default="LOCAL_QUORUM", parse=_consistency),
     Setting("worker_pool", "Pool of the embedded worker: solo or threads.", default="solo",
