@@ -276,7 +276,7 @@ def _run_process_worker(request: pytest.FixtureRequest, app_fixture: str, queues
         celery_app, wiring, hostname=node_name(f"{context.run_id}_{context.worker}_{app_fixture}_process"),
         pool=pool or settings.worker_process_pool, concurrency=concurrency or settings.worker_process_concurrency,
         queues=settings.queues if queues is None else queues, start_timeout=max(settings.worker_timeout, 60.0),
-        stop_timeout=settings.worker_timeout)
+        stop_timeout=settings.worker_timeout, directory_parent=_state_directory(context))
     try:
         process.start()
     except CeleryAstraError as error:
@@ -288,6 +288,12 @@ def _run_process_worker(request: pytest.FixtureRequest, app_fixture: str, queues
     finally:
         request.config.stash[RUNNING_WORKERS_KEY].remove(process)
         process.stop()
+
+
+def _state_directory(context: RunContext):
+    """The run's state directory (removed at the run's end, reaped after a kill), made if need be."""
+    context.state.ensure_directory()
+    return context.state.directory
 
 
 RUNNING_WORKERS_KEY = pytest.StashKey[list]()

@@ -11,7 +11,7 @@ import pytest
 from . import factories, interrupts
 from .broker import check_broker_url, choose_broker
 from .coordination import RunState, dead_runs_left, reap_dead_runs, warn_reaped
-from .errors import CeleryAstraError
+from .errors import CeleryAstraError, CleanupError
 from .header import describe_run
 from .naming import is_xdist_worker, worker_id
 from .runcontext import RUN_CONTEXT_KEY, RunContext
@@ -331,7 +331,7 @@ def celery_astra_cleanup(celery_astra_database, request: pytest.FixtureRequest):
     yield janitor
     if request.config.stash[RUN_CONTEXT_KEY].settings.cleanup and not interrupts.interrupted():
         _settle_workers(request)
-        janitor.clean()
+        _clean(janitor)
 
 
 # Fixtures through which a test reaches the tables itself (or stops Cassandra): such a test waits for
@@ -421,9 +421,17 @@ def _celery_astra_per_test(request: pytest.FixtureRequest):
             # celery_astra_cleanup, when the test asked for it, already cleaned (with its registered tables).
             skip = name == "celery_astra_database" and "celery_astra_cleanup" in names
             if not skip and database.session is not None:
-                Janitor(database).clean(deferred=deferred)
+                _clean(Janitor(database), deferred=deferred)
     for embedded in request.config.stash.get(factories.RUNNING_WORKERS_KEY, []):
         embedded.check_unreported()
+
+
+def _clean(janitor, deferred: bool = False) -> None:
+    """Empty the tables; a failure the plugin can name (a node down: CleanupError) is its sentence alone."""
+    try:
+        janitor.clean(deferred=deferred)
+    except CleanupError as error:
+        pytest.fail(str(error), pytrace=False)
 
 
 _SETTLED_KEY = pytest.StashKey[bool]()

@@ -41,7 +41,8 @@ class ProcessWorker:
     """``celery worker`` in a subprocess, for one app fixture of this pytest process."""
 
     def __init__(self, app, wiring: dict, hostname: str, pool: str = "prefork", concurrency: int = 2,
-                 queues: tuple[str, ...] = (), start_timeout: float = 60.0, stop_timeout: float = 20.0):
+                 queues: tuple[str, ...] = (), start_timeout: float = 60.0, stop_timeout: float = 20.0,
+                 directory_parent: Path | None = None):
         self.app = app
         self.wiring = wiring
         self.hostname = hostname
@@ -51,6 +52,9 @@ class ProcessWorker:
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.process: subprocess.Popen | None = None
+        # Where the private directory (wiring and log) is made: the run's state directory, which the run
+        # removes at its end and a later run reaps if this one was killed.
+        self.directory_parent = directory_parent
         self.directory: Path | None = None
         self.seconds_to_start: float | None = None
         self.seconds_to_stop: float | None = None
@@ -70,14 +74,16 @@ class ProcessWorker:
         return None if self.directory is None else self.directory / "worker.log"
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "celery", "-A", "pytest_celery_astra.process_app", "worker",
+        return [*_celery_program(), "-A", "pytest_celery_astra.process_app", "worker",
                 "--pool", self.pool, "--concurrency", str(self.concurrency), "--hostname", self.hostname,
                 "--queues", ",".join(self.consumed_queues), "--loglevel", "INFO",
                 "--without-heartbeat", "--without-mingle", "--without-gossip"]
 
     def start(self) -> "ProcessWorker":
         started = time.monotonic()
-        self.directory = Path(tempfile.mkdtemp(prefix="pytest-celery-astra-worker-"))  # 0700
+        # 0700; kept until stop(): whatever starts `celery worker` again (Celery re-executes itself on
+        # SIGHUP) reads the same wiring.
+        self.directory = Path(tempfile.mkdtemp(prefix="pytest-celery-astra-worker-", dir=self.directory_parent))
         config = self.directory / "config.json"
         config.touch(mode=0o600)
         config.write_text(json.dumps(self.wiring))  # holds the broker and Cassandra passwords: private
@@ -94,7 +100,7 @@ class ProcessWorker:
             while not self._answers_ping():
                 if self.process.poll() is not None:
                     raise EmbeddedWorkerError(
-                        f"pytest-celery-astra: the worker process ({' '.join(self.command()[3:6])}) exited with "
+                        f"pytest-celery-astra: the worker process (celery -A pytest_celery_astra.process_app worker) exited with "
                         f"{self.process.returncode} while starting; its log:\n{self.log_tail()}")
                 if time.monotonic() > deadline:
                     raise EmbeddedWorkerError(
@@ -102,9 +108,8 @@ class ProcessWorker:
                         f"{self.start_timeout:g} s; raise --celery-astra-worker-timeout. Its log:\n{self.log_tail()}")
         except BaseException:
             self._kill_group()
+            shutil.rmtree(self.directory, ignore_errors=True)
             raise
-        finally:
-            config.unlink(missing_ok=True)  # read at start (the children inherit it); no secret left on disk
         self.app.celery_astra_health_check = self.check
         self.seconds_to_start = time.monotonic() - started
         return self
@@ -196,3 +201,11 @@ class ProcessWorker:
             self.process.wait(5)
         except subprocess.TimeoutExpired:
             pass
+
+
+def _celery_program() -> list[str]:
+    """The `celery` command as users run it: the console script beside this interpreter. Not ``python -m
+    celery``: on SIGHUP Celery re-executes ``python sys.argv...``, and ``celery/__main__.py`` run as a
+    script fails on its relative import, so a worker restarted in place would be gone."""
+    script = Path(sys.executable).with_name("celery")
+    return [sys.executable, str(script)] if script.is_file() else [sys.executable, "-m", "celery"]

@@ -161,3 +161,38 @@ def _alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
+
+
+RESTART_TESTS = '''
+import os
+import signal
+import time
+
+from forky import write
+
+
+def test_a_worker_process_that_starts_again_finds_its_wiring(rows, celery_astra_worker_process):
+    worker = celery_astra_worker_process
+    assert write.delay(1).get(timeout=30)
+    wiring = list(worker.directory.glob("config.json"))
+    assert wiring and oct(wiring[0].stat().st_mode & 0o777) == "0o600"   # private, for the whole run
+    before = worker.log_path.read_text()
+    os.kill(worker.process.pid, signal.SIGHUP)       # Celery re-executes `celery worker` in place
+    deadline = time.monotonic() + 60
+    while "Restarting celery worker" not in worker.log_path.read_text():
+        assert time.monotonic() < deadline, "the worker never restarted"
+        time.sleep(0.1)
+    assert write.delay(2).get(timeout=60)            # the new program read the same wiring
+    assert worker.process.poll() is None, worker.log_tail()
+    assert "Unable to load celery application" not in worker.log_path.read_text()[len(before):]
+    print("WORKER-DIR", worker.directory)
+'''
+
+
+def test_a_worker_process_restarted_in_place_reads_its_wiring_again(pytester):
+    project = forky_project(pytester)
+    (project / "test_forky.py").write_text(FORKY_TESTS.split("def test_two_hundred")[0] + RESTART_TESTS)
+    code, output = run(project, env={"FORKY_SAFE": "1"})
+    assert code == 0, output
+    directory = Path(re.search(r"WORKER-DIR (\S+)", output).group(1))
+    assert not directory.exists()                     # removed with the run

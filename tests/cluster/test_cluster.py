@@ -1,0 +1,110 @@
+"""The sortWords example suite on a shared 3-node Cassandra cluster (contact-points mode), as a team's CI
+would run it: -n 0 and -n 2, two runs at once, a node stopped and started mid-run at replication 3 and at
+replication 1. After each: no keyspace of the plugin's left, one schema version on every node.
+
+Run by scripts/test-cluster, which starts the cluster (scripts/cassandra-cluster) and sets
+CELERY_ASTRA_TEST_CLUSTER_HOSTS; not collected otherwise (conftest.py)."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "sortwords"
+CLUSTER = ROOT / "scripts" / "cassandra-cluster"
+# The example's tests that fault Cassandra skip on a cluster that is not a container of the run.
+CASSANDRA_FAULT_SKIP = "Cassandra is not a container of this run"
+
+
+def cluster(*args: str) -> str:
+    return subprocess.run([str(CLUSTER), *args], check=True, capture_output=True, text=True, timeout=300).stdout
+
+
+@pytest.fixture
+def keyspace_prefix(request) -> str:
+    """A keyspace prefix of this test's own, so that what it leaves behind is found by name."""
+    return "clu_" + re.sub(r"[^a-z0-9]", "", request.node.name.lower())[:24]
+
+
+@pytest.fixture(autouse=True)
+def cluster_is_whole_after(keyspace_prefix):
+    yield
+    assert cluster("keyspaces", keyspace_prefix).split() == [], "the run left keyspaces in the cluster"
+    assert cluster("schema-versions").strip() == "1"
+
+
+def example(*args: str, keyspace: str, extra_env: dict | None = None) -> subprocess.Popen:
+    env = {**os.environ, "CELERY_ASTRA_CASSANDRA_HOSTS": os.environ["CELERY_ASTRA_TEST_CLUSTER_HOSTS"],
+           "PYTHONPATH": str(ROOT), **(extra_env or {})}
+    env.pop("PYTEST_XDIST_WORKER", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", "--celery-astra-keyspace", keyspace, *args],
+        cwd=EXAMPLE, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finished(process: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
+    output, _ = process.communicate(timeout=timeout)
+    return process.returncode, output
+
+
+def counts(output: str) -> dict:
+    summary = output.strip().splitlines()[-1]
+    return {word: int(number) for number, word in re.findall(r"(\d+) (passed|failed|errors?|skipped)", summary)}
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["n0", "n2"])
+def test_the_example_suite_passes_in_contact_points_mode(xdist, keyspace_prefix):
+    code, output = finished(example(*xdist, keyspace=keyspace_prefix))
+    assert code == 0, output
+    assert "replication min(3, nodes) in each data center" in output
+    found = counts(output)
+    assert found["passed"] >= 9 and "failed" not in found and "error" not in found and "errors" not in found, output
+    if not xdist:  # under xdist every fault test skips for sharing the containers
+        assert CASSANDRA_FAULT_SKIP in output, output
+
+
+def test_two_runs_at_once_are_isolated(keyspace_prefix):
+    first = example("-n", "2", keyspace=keyspace_prefix)
+    second = example("-n", "2", keyspace=keyspace_prefix)
+    for process in (first, second):
+        code, output = finished(process)
+        assert code == 0, output
+        assert "failed" not in counts(output), output
+
+
+def node_down_run(tmp_path, keyspace: str, *args: str, stop_at: int, start_at: int):
+    log = tmp_path / "fault.log"
+    process = example("-p", "tests.cluster.node_fault", *args, keyspace=keyspace, extra_env={
+        "CELERY_ASTRA_FAULT_NODE": "3", "CELERY_ASTRA_FAULT_STOP_AT": str(stop_at),
+        "CELERY_ASTRA_FAULT_START_AT": str(start_at), "CELERY_ASTRA_FAULT_LOG": str(log)})
+    code, output = finished(process)
+    faults = log.read_text().splitlines() if log.exists() else []
+    assert [line.split()[0] for line in faults] == ["stopped", "started"], (faults, output)
+    return code, output
+
+
+@pytest.mark.parametrize("xdist, stop_at, start_at", [([], 3, 10), (["-n", "2"], 2, 6)], ids=["n0", "n2"])
+def test_a_node_restarted_mid_run_breaks_nothing_at_replication_3(tmp_path, keyspace_prefix, xdist, stop_at,
+                                                                  start_at):
+    code, output = node_down_run(tmp_path, keyspace_prefix, *xdist, stop_at=stop_at, start_at=start_at)
+    assert code == 0, output
+    found = counts(output)
+    assert found["passed"] >= 9 and "failed" not in found and "error" not in found and "errors" not in found, output
+
+
+def test_at_replication_1_a_node_down_is_one_sentence_naming_the_setting(tmp_path, keyspace_prefix):
+    code, output = node_down_run(tmp_path, keyspace_prefix, "--celery-astra-replication", "1",
+                                 stop_at=3, start_at=10)
+    assert code == 1, output
+    assert "replication SimpleStrategy" not in output  # the header shows the setting as given
+    assert "replication 1 (option --celery-astra-replication)" in output
+    sentences = [line for line in output.splitlines()
+                 if "cannot survive a node down; set --celery-astra-replication to 3" in line]
+    assert sentences, output
+    assert all("replication factor 1" in line for line in sentences)
+    # The plugin's cleanup says it in one sentence, without a traceback of its own code.
+    assert "pytest_celery_astra/janitor.py" not in output
