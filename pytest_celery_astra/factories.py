@@ -229,6 +229,7 @@ def worker(app_fixture: str = "celery_astra_app", queues: tuple[str, ...] | None
             concurrency=settings.worker_concurrency, queues=settings.queues if queues is None else queues,
             start_timeout=settings.worker_timeout, stop_timeout=settings.worker_timeout,
             make_default=app_fixture == "celery_astra_app")
+        embedded.fixturename = request.fixturename
         try:
             embedded.start()
         except CeleryAstraError as error:
@@ -277,6 +278,7 @@ def _run_process_worker(request: pytest.FixtureRequest, app_fixture: str, queues
         pool=pool or settings.worker_process_pool, concurrency=concurrency or settings.worker_process_concurrency,
         queues=settings.queues if queues is None else queues, start_timeout=max(settings.worker_timeout, 60.0),
         stop_timeout=settings.worker_timeout, directory_parent=_state_directory(context))
+    process.fixturename = request.fixturename
     try:
         process.start()
     except CeleryAstraError as error:

@@ -366,6 +366,13 @@ def pytest_runtest_call(item: pytest.Item):
     process since they were created: a task id it has not stored has no row (result_rows.known_absent).
     With cleanup on, the janitor deletes other writers' rows after their test; with cleanup off they stay,
     so after one such test the backend reads first again until the end of the run."""
+    from .standby import only_requested_workers_consume
+
+    with only_requested_workers_consume(item, list(item.config.stash.get(factories.RUNNING_WORKERS_KEY, []))):
+        yield from _call_with_rows_known(item)
+
+
+def _call_with_rows_known(item: pytest.Item):
     context = item.config.stash.get(RUN_CONTEXT_KEY, None)
     if context is None or not item.config.stash.get(factories.DATABASES_KEY, {}):
         yield

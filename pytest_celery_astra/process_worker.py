@@ -55,6 +55,7 @@ class ProcessWorker:
         # Where the private directory (wiring and log) is made: the run's state directory, which the run
         # removes at its end and a later run reaps if this one was killed.
         self.directory_parent = directory_parent
+        self.fixturename: str | None = None  # the fixture that runs it (standby.py)
         self.directory: Path | None = None
         self.seconds_to_start: float | None = None
         self.seconds_to_stop: float | None = None

@@ -285,6 +285,7 @@ class EmbeddedWorker:
         # Only the plugin's own worker makes its app Celery's default; a second app made with
         # the factories must not take over ``current_app`` for the first one's tasks.
         self.make_default = make_default
+        self.fixturename: str | None = None  # the fixture that runs it (standby.py)
         self.controller: _ThreadWorkController | None = None
         self.thread: threading.Thread | None = None
         self.seconds_to_start: float | None = None

@@ -196,3 +196,53 @@ def test_a_worker_process_restarted_in_place_reads_its_wiring_again(pytester):
     assert code == 0, output
     directory = Path(re.search(r"WORKER-DIR (\S+)", output).group(1))
     assert not directory.exists()                     # removed with the run
+
+
+WHO_APP = '''
+import os
+
+from celery import Celery
+
+app = Celery("who")
+
+
+@app.task(name="who.pid")
+def pid():
+    return os.getpid()
+'''
+
+WHO_TESTS = '''
+import os
+
+from who import pid
+
+
+def ran_on(n=8):
+    return {result.get(timeout=30) for result in [pid.delay() for _ in range(n)]}
+
+
+def test_1_thread_worker(celery_astra_worker):
+    assert ran_on() == {os.getpid()}
+
+
+def test_2_process_worker_alone_runs_its_tests_tasks(celery_astra_worker_process):
+    # The thread worker, started by the test before, stands by: every task runs in the worker process.
+    assert os.getpid() not in ran_on()
+
+
+def test_3_thread_worker_again_while_the_process_worker_lives(celery_astra_worker):
+    assert ran_on() == {os.getpid()}
+
+
+def test_4_both_share_the_queue_on_purpose(celery_astra_worker, celery_astra_worker_process):
+    assert ran_on(40) - {os.getpid()}                 # the process worker takes some
+'''
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2", "--dist", "loadfile"]], ids=["n0", "n2"])
+def test_a_test_gets_the_worker_it_asked_for(pytester, xdist):
+    pytester.makepyfile(who=WHO_APP, test_who=WHO_TESTS)
+    (pytester.path / "pytest.ini").write_text("[pytest]\ncelery_astra_app = who:app\npythonpath = .\n")
+    code, output = run(pytester.path, "-p", "no:randomly", *xdist)
+    assert code == 0, output
+    assert re.search(r"\b4 passed", output), output
