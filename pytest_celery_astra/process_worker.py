@@ -124,8 +124,11 @@ class ProcessWorker:
         return any(self.hostname in reply for reply in replies or ())
 
     def settle(self, timeout: float) -> bool:
-        """Purge the worker's queues, then wait until it runs and holds nothing (tasks held for an ETA
-        are revoked): what a test sent never runs during the next one."""
+        """Purge the worker's queues, then wait until it runs nothing and has nothing reserved; tasks held
+        for an ETA or countdown are revoked: what a test sent never runs during the next one.
+
+        A revoked task stays in the worker's schedule until its ETA (Celery then records it REVOKED, without
+        running it): it is not waited for, which would cost the whole countdown or ``timeout``."""
         if self.process is None or self.process.poll() is not None:
             return True
         from .worker import purge_queues
@@ -133,13 +136,15 @@ class ProcessWorker:
         purge_queues(self.app, self.consumed_queues)
         inspect = self.app.control.inspect(destination=[self.hostname], timeout=1.0)
         deadline = time.monotonic() + timeout
+        revoked: set[str] = set()
         while time.monotonic() < deadline:
             running = [task for tasks in (inspect.active() or {}).values() for task in tasks]
             reserved = [task for tasks in (inspect.reserved() or {}).values() for task in tasks]
-            held = [task["request"]["id"] for tasks in (inspect.scheduled() or {}).values() for task in tasks]
-            if held:
-                self.app.control.revoke(held, destination=[self.hostname])
-            if not running and not reserved and not held:
+            held = {task["request"]["id"] for tasks in (inspect.scheduled() or {}).values() for task in tasks}
+            if held - revoked:
+                self.app.control.revoke(sorted(held - revoked), destination=[self.hostname])
+                revoked |= held
+            if not running and not reserved:
                 return True
             time.sleep(0.01)
         return False
