@@ -51,6 +51,7 @@ from celery import states
 from celery.backends.cassandra import CassandraBackend, buf_t
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 
+from .database import CassandraTarget
 from .result_rows import DELETES, WRITTEN, known_absent
 
 # Celery 5.7 reads a task's row before storing it (to keep a first SUCCESS); earlier releases only write.
@@ -125,7 +126,10 @@ class TestCassandraBackend(CassandraBackend):
         self._tuned_session = None
         # Celery never reads the schema metadata the driver fetches on every connect (~20 ms of parsing
         # system_schema); this Cluster is the backend's own, so the app's own Clusters keep theirs.
-        self.cassandra_options = {"schema_metadata_enabled": False, **(self.cassandra_options or {})}
+        # Its own load-balancing policy, not the one in app.conf.cassandra_options that the app's own
+        # Clusters use too (CassandraTarget.own_profiles).
+        self.cassandra_options = CassandraTarget.own_profiles(
+            {"schema_metadata_enabled": False, **(self.cassandra_options or {})})
 
     def _get_connection(self, write=False):
         # Celery's writers send its CREATE TABLE on their first write, refused as existing: the plugin made

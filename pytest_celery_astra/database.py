@@ -75,6 +75,7 @@ class CassandraTarget:
         # every 0.5 s (the driver backs off up to 10 min) brings the sessions back soon after a node
         # restart (celery_astra_services).
         profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=30)
+        profile.celery_astra_made = True  # see own_profiles()
         if consistency is not None:
             profile.consistency_level = ConsistencyLevel.name_to_value[consistency]
         options: dict = {"execution_profiles": {EXEC_PROFILE_DEFAULT: profile},
@@ -82,6 +83,26 @@ class CassandraTarget:
         if self.protocol_version is not None:
             options["protocol_version"] = self.protocol_version
         return options
+
+    @staticmethod
+    def own_profiles(options: dict) -> dict:
+        """``options`` with a fresh load-balancing policy in each execution profile the plugin made.
+
+        A policy keeps the live hosts of the one Cluster it serves: two Clusters built from the same
+        ``cassandra_options`` (the result backend's and the app's own) would share it, and one marking a
+        node down empties the other's query plans (``NoHostAvailable`` with no host tried)."""
+        profiles = options.get("execution_profiles")
+        if not profiles:
+            return options
+        import copy
+
+        fresh = {}
+        for name, profile in profiles.items():
+            if getattr(profile, "celery_astra_made", False):
+                profile = copy.copy(profile)
+                profile.load_balancing_policy = type(profile.load_balancing_policy)()
+            fresh[name] = profile
+        return {**options, "execution_profiles": fresh}
 
     def cluster(self, consistency: str | None = None, **options):
         """A cassandra-driver Cluster for this target (not yet connected)."""

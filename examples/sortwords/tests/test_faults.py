@@ -66,3 +66,24 @@ def test_while_cassandra_is_paused_get_times_out(celery_astra_services):
         sortWords.delay("b a", False).get(timeout=2)
     celery_astra_services.cassandra.unpause()
     assert sortWords.delay("d c", False).get(timeout=60) == "c d"
+
+
+
+
+def test_the_apps_own_session_is_back_soon_after_a_cassandra_restart(celery_astra_services, sorted_words_table):
+    """tasks.py builds its Cluster from app.conf.cassandra_options, where the plugin puts a reconnection every
+    0.5 s (the driver's default backs off 1, 2, 4, 8 s...: ~20 s after a restart). As in production, the first
+    query on a connection the node closed fails (NoHostAvailable); the driver reconnects at its next attempt."""
+    from tasks import storeSortedWords
+
+    assert storeSortedWords.delay("b a").get(timeout=30) == "a b"  # the app's Session exists before the restart
+    celery_astra_services.cassandra.restart()                     # returns once the run's sessions answer
+    started = time.monotonic()
+    while True:
+        try:
+            assert storeSortedWords.delay("d c").get(timeout=30) == "c d"
+            break
+        except Exception as error:  # NoHostAvailable from the task, until the driver has reconnected
+            assert "NoHostAvailable" in repr(error), error
+            assert time.monotonic() - started < 10, f"the app's Session was not back within 10 s: {error!r}"
+    print(f"APP-SESSION back {time.monotonic() - started:.2f} s after the restart returned")
