@@ -51,3 +51,9 @@ def storeSortedWords(text):  # noqa: N802
 def _new_session_after_fork(**_):
     global _session
     _session = None  # the next cassandra_session() connects in this child
+
+
+@worker_process_init.connect
+def _new_result_backend_session_after_fork(**_):
+    backend = app.backend  # Celery's Cassandra backend keeps the Session its parent made
+    backend._cluster = backend._session = None  # connect again, in this child

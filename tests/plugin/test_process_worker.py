@@ -246,3 +246,71 @@ def test_a_test_gets_the_worker_it_asked_for(pytester, xdist):
     code, output = run(pytester.path, "-p", "no:randomly", *xdist)
     assert code == 0, output
     assert re.search(r"\b4 passed", output), output
+
+
+CRASHY_APP = '''
+import os
+import signal
+import time
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+app = Celery("crashy")
+
+
+@app.task(name="crashy.crash")
+def crash(how):
+    if how == "kill":             # as the OOM killer does
+        os.kill(os.getpid(), signal.SIGKILL)
+    os._exit(13)
+
+
+@app.task(name="crashy.pid")
+def pid():
+    time.sleep(0.2)               # both children get some of the tasks
+    return os.getpid()
+'''
+
+CRASHY_TESTS = '''
+import pytest
+from crashy import crash, pid
+
+
+@pytest.mark.parametrize("how", ["exit", "kill"])
+def test_after_a_crashed_child_every_child_answers(celery_astra_worker_process, how):
+    with pytest.raises(Exception, match="exited prematurely|signal 9"):
+        crash.delay(how).get(timeout=30)
+    pids = {result.get(timeout=15) for result in [pid.delay() for _ in range(6)]}
+    assert len(pids) == 2         # the surviving child and its replacement
+'''
+
+
+def crashy_project(pytester, with_fix: bool):
+    fix = snippets_of("crashfix")["tasks.py"] if with_fix else ""
+    pytester.makepyfile(crashy=CRASHY_APP + "\n" + fix, test_crashy=CRASHY_TESTS)
+    (pytester.path / "pytest.ini").write_text("[pytest]\ncelery_astra_app = crashy:app\npythonpath = .\n")
+    return pytester.path
+
+
+def snippets_of(group):
+    from tests.plugin.test_readme import snippets
+
+    return snippets(group)
+
+
+def test_stock_celery_hangs_the_task_after_a_crashed_child_and_the_plugin_stays_faithful(pytester):
+    """Celery's Cassandra backend (stock as under the plugin): the worker's main process stores the
+    WorkerLostError, which connects a driver Session in the parent; the replacement child is forked with it,
+    and its first result write never returns. Production hangs the same way (see the README)."""
+    code, output = run(crashy_project(pytester, with_fix=False), "-k", "exit", "--celery-astra-worker-timeout", "3",
+                       timeout=300)
+    assert code == 1, output
+    assert "TimeoutError" in output and "len(pids) == 2" not in output, output
+
+
+@pytest.mark.parametrize("broker", ["rabbitmq", "redis"])
+def test_with_the_documented_fix_a_crashed_child_leaves_the_worker_whole(pytester, broker):
+    code, output = run(crashy_project(pytester, with_fix=True), "--celery-astra-broker-kind", broker, timeout=300)
+    assert code == 0, output
+    assert re.search(r"\b2 passed", output), output

@@ -155,6 +155,11 @@ def test_the_fork_safe_pattern_is_the_examples_own_code():
     assert snippets("forksafe")["tasks.py"] in (EXAMPLE / "tasks.py").read_text()
 
 
+def test_the_crashed_child_fix_is_the_examples_own_code():
+    # Run as written by tests/plugin/test_process_worker.py (a child that crashes, on both brokers).
+    assert snippets("crashfix")["tasks.py"] in (EXAMPLE / "tasks.py").read_text()
+
+
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["n0", "n2"])
 def test_several_brokers_as_written(pytester, xdist):
     project_with(pytester, "brokers")
