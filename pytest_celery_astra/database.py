@@ -446,11 +446,26 @@ class TestDatabase:
             raise DatabaseSetupError(str(error)) from None
         return self.replication
 
+    def _agree_after_all(self) -> bool:
+        """The driver reports "not agreed" also when its control connection was on a node that went down
+        during the wait: once it has reconnected to another node, wait for agreement again."""
+        from cassandra import DriverException
+
+        deadline = time.monotonic() + SCHEMA_AGREEMENT_WAIT
+        while time.monotonic() < deadline:
+            try:  # raises unless every live node agrees within the wait (or the connection is down)
+                self.cluster.refresh_keyspace_metadata(
+                    self.keyspace, max_schema_agreement_wait=max(deadline - time.monotonic(), 0.1))
+                return True
+            except DriverException:
+                time.sleep(0.2)
+        return False
+
     def schema_change(self, statement: str) -> None:
         """Run a DDL statement and wait until every live node agrees on the schema: a node that answers a
         later query with the old schema fails it (``table ... does not exist``)."""
         result = self.session.execute(statement, timeout=60)
-        if not result.response_future.is_schema_agreed:
+        if not result.response_future.is_schema_agreed and not self._agree_after_all():
             first_words = " ".join(statement.split()[:4])
             raise DatabaseSetupError(
                 f"pytest-celery-astra: the Cassandra nodes did not agree on the schema within "
@@ -517,8 +532,23 @@ class TestDatabase:
             self.cleaned_tables.append(name)
         return name
 
+    def refresh_table_metadata(self, table: str, timeout: float = SCHEMA_AGREEMENT_WAIT) -> None:
+        """The driver's metadata of ``table``, read afresh through its control connection, which is
+        reconnecting to another node for a moment when the node it was on has just gone down."""
+        from cassandra import DriverException
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.cluster.refresh_table_metadata(self.keyspace, table)
+                return
+            except DriverException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
     def table_comment(self, table: str) -> str | None:
-        self.cluster.refresh_table_metadata(self.keyspace, table)
+        self.refresh_table_metadata(table)
         metadata = self.cluster.metadata.keyspaces[self.keyspace].tables.get(table)
         return None if metadata is None else metadata.options.get("comment")
 

@@ -83,7 +83,7 @@ class Janitor:
         if name in self.database.created_tables:
             return True
         if self.database.owns_keyspace:
-            self.database.cluster.refresh_table_metadata(self.database.keyspace, name)
+            self.database.refresh_table_metadata(name)
             return name in self.database.cluster.metadata.keyspaces[self.database.keyspace].tables
         # A shared (Astra) keyspace: only tables marked by this very run.
         mark = parse_mark(self.database.table_comment(name))
@@ -198,7 +198,7 @@ class Janitor:
     def _partition_key(self, name: str) -> list[str]:
         table = self.database.cluster.metadata.keyspaces[self.database.keyspace].tables.get(name)
         if table is None:
-            self.database.cluster.refresh_table_metadata(self.database.keyspace, name)
+            self.database.refresh_table_metadata(name)
             table = self.database.cluster.metadata.keyspaces[self.database.keyspace].tables[name]
         return [column.name for column in table.partition_key]
 

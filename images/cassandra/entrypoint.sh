@@ -1,8 +1,13 @@
 #!/bin/bash
-# Starts Apache Cassandra as a single fast-starting test node.
+# Starts Apache Cassandra as a fast-starting test node: a single node unless CASSANDRA_SEEDS is set.
 # Honours MAX_HEAP_SIZE, HEAP_NEWSIZE and JVM_OPTS like the official image,
 # CASSANDRA_AUTHENTICATOR / CASSANDRA_AUTHORIZER for tests that need auth, and
 # CASSANDRA_EXTRA_YAML (lines appended to cassandra.yaml, e.g. guardrails).
+# Clusters: the official image's CASSANDRA_SEEDS, CASSANDRA_LISTEN_ADDRESS, CASSANDRA_BROADCAST_ADDRESS
+# (both may be "auto": the container's IP), CASSANDRA_RPC_ADDRESS, CASSANDRA_BROADCAST_RPC_ADDRESS,
+# CASSANDRA_CLUSTER_NAME, CASSANDRA_NUM_TOKENS, CASSANDRA_DC, CASSANDRA_RACK, CASSANDRA_ENDPOINT_SNITCH;
+# and this image's own CASSANDRA_INITIAL_TOKEN (the node's token(s), for deterministic rings). With
+# CASSANDRA_SEEDS, the node listens on its container IP and joins without bootstrapping (fresh test clusters).
 set -euo pipefail
 
 CASSANDRA_HOME=/opt/cassandra
@@ -12,20 +17,40 @@ MAX_HEAP_SIZE=${MAX_HEAP_SIZE:-512M}
 HEAP_NEWSIZE=${HEAP_NEWSIZE:-128M}
 CONTAINER_IP=$(hostname -i | awk '{print $1}')
 
+auto_ip() { if [ "$1" = auto ]; then echo "$CONTAINER_IP"; else echo "$1"; fi; }
+CLUSTER=0
+[ -z "${CASSANDRA_SEEDS:-}" ] || CLUSTER=1
+if [ $CLUSTER = 1 ]; then LISTEN_DEFAULT=$CONTAINER_IP; else LISTEN_DEFAULT=127.0.0.1; fi
+LISTEN_ADDRESS=$(auto_ip "${CASSANDRA_LISTEN_ADDRESS:-$LISTEN_DEFAULT}")
+BROADCAST_ADDRESS=$(auto_ip "${CASSANDRA_BROADCAST_ADDRESS:-$LISTEN_ADDRESS}")
+NUM_TOKENS=${CASSANDRA_NUM_TOKENS:-1}
+# Seeds: as in the official image, the node itself when none are given; each gets the storage port.
+SEEDS=""
+IFS=, read -ra SEED_LIST <<<"${CASSANDRA_SEEDS:-$BROADCAST_ADDRESS}"
+for seed in "${SEED_LIST[@]}"; do
+  seed=${seed//[[:space:]]/}
+  [ -n "$seed" ] || continue
+  [[ $seed == *:* ]] || seed=$seed:7000
+  SEEDS=${SEEDS:+$SEEDS,}$seed
+done
+SNITCH=SimpleSnitch
+[ -z "${CASSANDRA_DC:-}${CASSANDRA_RACK:-}" ] || SNITCH=GossipingPropertyFileSnitch
+SNITCH=${CASSANDRA_ENDPOINT_SNITCH:-$SNITCH}
+
 mkdir -p "$CONF_DIR" "$DATA_DIR"
 cat >"$CONF_DIR/cassandra.yaml" <<YAML
 cluster_name: ${CASSANDRA_CLUSTER_NAME:-Test Cluster}
-num_tokens: 1
+num_tokens: ${NUM_TOKENS}
 allocate_tokens_for_local_replication_factor: 1
 partitioner: org.apache.cassandra.dht.Murmur3Partitioner
-endpoint_snitch: SimpleSnitch
+endpoint_snitch: ${SNITCH}
 seed_provider:
   - class_name: org.apache.cassandra.locator.SimpleSeedProvider
     parameters:
-      - seeds: "127.0.0.1:7000"
-listen_address: 127.0.0.1
-rpc_address: 0.0.0.0
-broadcast_rpc_address: ${CONTAINER_IP}
+      - seeds: "${SEEDS}"
+listen_address: ${LISTEN_ADDRESS}
+rpc_address: ${CASSANDRA_RPC_ADDRESS:-0.0.0.0}
+broadcast_rpc_address: $(auto_ip "${CASSANDRA_BROADCAST_RPC_ADDRESS:-$CONTAINER_IP}")
 start_native_transport: true
 native_transport_port: 9042
 data_file_directories: [${DATA_DIR}/data]
@@ -42,6 +67,16 @@ role_manager: CassandraRoleManager
 auto_snapshot: false
 snapshot_before_compaction: false
 YAML
+if [ -n "${CASSANDRA_BROADCAST_ADDRESS:-}" ]; then
+  echo "broadcast_address: ${BROADCAST_ADDRESS}" >>"$CONF_DIR/cassandra.yaml"
+fi
+if [ $CLUSTER = 1 ]; then
+  # A fresh test cluster: no data to stream, each node takes its tokens at once.
+  echo "auto_bootstrap: false" >>"$CONF_DIR/cassandra.yaml"
+fi
+if [ -n "${CASSANDRA_DC:-}${CASSANDRA_RACK:-}" ] || [[ $SNITCH == *GossipingPropertyFileSnitch ]]; then
+  printf 'dc=%s\nrack=%s\n' "${CASSANDRA_DC:-dc1}" "${CASSANDRA_RACK:-rack1}" >"$CONF_DIR/cassandra-rackdc.properties"
+fi
 if [ -n "${CASSANDRA_EXTRA_YAML:-}" ]; then
   printf '%s\n' "$CASSANDRA_EXTRA_YAML" >>"$CONF_DIR/cassandra.yaml"
 fi
@@ -73,7 +108,20 @@ JPMS_OPTS=(
   --add-opens java.base/java.util=ALL-UNNAMED
   -Dio.netty.tryReflectionSetAccessible=true
 )
-# A single test node: no gossip settle wait, no ring delay, no superuser delay;
+# The node's token: CASSANDRA_INITIAL_TOKEN, else 0 on a single node with one token (a cluster's nodes
+# pick theirs when none is given).
+TOKEN_OPTS=()
+if [ -n "${CASSANDRA_INITIAL_TOKEN:-}" ]; then
+  TOKEN_OPTS=(-Dcassandra.initial_token="$CASSANDRA_INITIAL_TOKEN")
+elif [ $CLUSTER = 0 ] && [ "$NUM_TOKENS" = 1 ]; then
+  TOKEN_OPTS=(-Dcassandra.initial_token=0)
+fi
+# A single node needs no ring delay and no saved ring state. A cluster's nodes keep both: with no ring
+# delay a node whose seed is not gossiping yet gives up at once ("Unable to gossip with any peers"), and
+# a restarted node learns its peers from the saved ring.
+RING_OPTS=(-Dcassandra.ring_delay_ms=0 -Dcassandra.load_ring_state=false)
+[ $CLUSTER = 0 ] || RING_OPTS=()
+# A test node: no gossip settle wait, no superuser delay;
 # a small heap and the C1 compiler only, which start faster on small machines; the memtable row
 # overhead estimated from 100 rows, not 100,000 (2.1 s of every start on 2 cores); the system keyspaces
 # written without fsync (cassandra.unsafesystem: the data is disposable), which makes the start ~0.5 s
@@ -88,10 +136,9 @@ TEST_NODE_OPTS=(
   -Dcassandra.logdir=/var/log/cassandra
   -Dlogback.configurationFile=$CONF_DIR/logback.xml
   -Dcassandra.skip_wait_for_gossip_to_settle=0
-  -Dcassandra.ring_delay_ms=0
-  -Dcassandra.load_ring_state=false
+  "${RING_OPTS[@]}"
   -Dcassandra.superuser_setup_delay_ms=0
-  -Dcassandra.initial_token=0
+  "${TOKEN_OPTS[@]}"
   -Dcassandra.memtable_row_overhead_computation_step=100
   -Dcassandra.unsafesystem=true
 )

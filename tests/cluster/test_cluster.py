@@ -5,6 +5,8 @@ replication 1. After each: no keyspace of the plugin's left, one schema version 
 Run by scripts/test-cluster, which starts the cluster (scripts/cassandra-cluster) and sets
 CELERY_ASTRA_TEST_CLUSTER_HOSTS; not collected otherwise (conftest.py)."""
 
+from __future__ import annotations
+
 import os
 import re
 import subprocess
