@@ -406,6 +406,10 @@ def _celery_astra_per_test(request: pytest.FixtureRequest):
     """After each test that used the plugin: purge the workers' queues and wait until they are idle,
     empty the tables of every database fixture the test used (the default one and those made with
     ``factories.database()``), then check the embedded workers."""
+    for worker in request.config.stash.get(factories.RUNNING_WORKERS_KEY, []):
+        gone = getattr(worker, "gone", lambda: None)()
+        if gone and getattr(worker, "fixturename", None) in request.fixturenames:
+            pytest.fail(gone, pytrace=False)
     databases = request.config.stash.get(factories.DATABASES_KEY, {})
     if databases and _reaches_tables(request):
         from .result_rows import DELETES

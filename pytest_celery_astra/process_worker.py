@@ -150,12 +150,23 @@ class ProcessWorker:
         return False
 
     def check(self) -> None:
-        """Raise :class:`EmbeddedWorkerError` with its log if the worker process died."""
+        """Raise :class:`EmbeddedWorkerError` if the worker process died: with its log the first time
+        (the test that was running), then the one sentence of :meth:`gone`."""
         if self.process is not None and self.process.poll() is not None:
+            if self.failure_reported:
+                raise EmbeddedWorkerError(self.gone())
             self.failure_reported = True
             raise EmbeddedWorkerError(
                 f"pytest-celery-astra: the worker process {self.hostname} exited with {self.process.returncode}; "
                 f"its log:\n{self.log_tail()}")
+
+    def gone(self) -> str | None:
+        """Once its death was reported with its log: why the tests after it cannot use it, in one sentence."""
+        if self.process is None or self.process.poll() is None or not self.failure_reported:
+            return None
+        return (f"pytest-celery-astra: the worker process {self.hostname} exited with {self.process.returncode} "
+                f"during an earlier test (its log is in that test's report), so this test cannot use it; the "
+                f"worker is not restarted, to keep what killed it visible.")
 
     def check_unreported(self) -> None:
         if not self.failure_reported:

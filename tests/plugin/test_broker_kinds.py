@@ -89,6 +89,6 @@ def test_the_example_suite_faults_included_passes_on_both_brokers():
          "--celery-astra-broker-kind", "rabbitmq,redis"], cwd=example, capture_output=True, text=True, timeout=600)
     output = completed.stdout + completed.stderr
     assert completed.returncode == 0, output
-    assert " 32 passed" in output, output  # 16 tests x 2 brokers (the live-Astra one is skipped on both)
+    assert " 34 passed" in output, output  # 17 tests x 2 brokers (the live-Astra one is skipped on both)
     for kind in ("rabbitmq", "redis"):
         assert f"test_faults.py::test_a_broker_restart_mid_flight_still_ends_in_success[{kind}] PASSED" in output

@@ -314,3 +314,36 @@ def test_with_the_documented_fix_a_crashed_child_leaves_the_worker_whole(pyteste
     code, output = run(crashy_project(pytester, with_fix=True), "--celery-astra-broker-kind", broker, timeout=300)
     assert code == 0, output
     assert re.search(r"\b2 passed", output), output
+
+
+GONE_TESTS = '''
+import os
+import signal
+
+from who import pid
+
+
+def test_1_the_worker_process_dies_mid_test(celery_astra_worker_process):
+    os.kill(celery_astra_worker_process.process.pid, signal.SIGKILL)
+    celery_astra_worker_process.process.wait(10)
+    pid.delay().get(timeout=30)
+
+
+def test_2_a_later_test_is_told_in_one_sentence(celery_astra_worker_process):
+    pid.delay().get(timeout=30)
+
+
+def test_3_and_the_next(celery_astra_worker_process):
+    pid.delay().get(timeout=30)
+'''
+
+
+def test_a_worker_process_that_died_fails_its_test_with_the_log_and_later_ones_in_one_sentence(pytester):
+    pytester.makepyfile(who=WHO_APP, test_gone=GONE_TESTS)
+    (pytester.path / "pytest.ini").write_text("[pytest]\ncelery_astra_app = who:app\npythonpath = .\n")
+    code, output = run(pytester.path, "-p", "no:randomly")
+    assert code == 1, output
+    assert re.search(r"\b3 failed", output) or re.search(r"1 failed, 2 errors", output), output
+    assert output.count("exited with -9; its log:") == 1, output   # the log once, with the test that saw it
+    sentence = "exited with -9 during an earlier test (its log is in that test's report), so this test cannot use it"
+    assert output.count(sentence) >= 2, output
