@@ -56,6 +56,7 @@ class ProcessWorker:
         # removes at its end and a later run reaps if this one was killed.
         self.directory_parent = directory_parent
         self.fixturename: str | None = None  # the fixture that runs it (standby.py)
+        self.revoked: set[str] = set()  # held tasks revoked after their test (they stay scheduled until their ETA)
         self.directory: Path | None = None
         self.seconds_to_start: float | None = None
         self.seconds_to_stop: float | None = None
@@ -136,17 +137,15 @@ class ProcessWorker:
         purge_queues(self.app, self.consumed_queues)
         inspect = self.app.control.inspect(destination=[self.hostname], timeout=1.0)
         deadline = time.monotonic() + timeout
-        revoked: set[str] = set()
         while time.monotonic() < deadline:
-            running = [task for tasks in (inspect.active() or {}).values() for task in tasks]
-            reserved = [task for tasks in (inspect.reserved() or {}).values() for task in tasks]
-            held = {task["request"]["id"] for tasks in (inspect.scheduled() or {}).values() for task in tasks}
-            if held - revoked:
-                self.app.control.revoke(sorted(held - revoked), destination=[self.hostname])
-                revoked |= held
-            if not running and not reserved:
+            if not any((inspect.active() or {}).values()) and not any((inspect.reserved() or {}).values()):
+                # Idle: what is left is held for an ETA (received before the purge, so no new one comes).
+                held = {task["request"]["id"] for tasks in (inspect.scheduled() or {}).values() for task in tasks}
+                if held - self.revoked:
+                    self.app.control.revoke(sorted(held - self.revoked), destination=[self.hostname])
+                    self.revoked |= held
                 return True
-            time.sleep(0.01)
+            time.sleep(0.005)
         return False
 
     def check(self) -> None:
