@@ -80,6 +80,7 @@ def configure_app(app: Celery, broker_url: str, broker_transport_options: dict, 
             **cassandra_settings.get("cassandra_options", {}), **(app.conf.get("cassandra_options") or {})}},
     )
     _forget_cached_backend(app)
+    _forget_pools(app)  # a pool cached since the last broker was closed belongs to that broker
     return app
 
 
@@ -129,6 +130,27 @@ def close_broker_pools(app: Celery) -> None:
     --celery-astra-broker-kind rabbitmq,redis), the app then connects to its new broker URL."""
     if app._pool is not None:
         app._pool.force_close_all()
+        _forget_closed_pool(app._pool)
+    _forget_pools(app)
+
+
+def _forget_pools(app: Celery) -> None:
     app._pool = None
     if "amqp" in app.__dict__:  # a cached_property: only when already made
         app.amqp._producer_pool = None
+    # Remote control's mailbox caches its producer pool (kombu's Mailbox.producer_pool is a cached
+    # property; Celery drops it only after a fork): a fresh Control takes the app's current pool.
+    app.__dict__.pop("control", None)
+
+
+def _forget_closed_pool(pool) -> None:
+    """Drop a closed pool from kombu's process-wide registry, where ``app.pool`` finds its pool by the
+    broker connection's identity: a later use of the same broker (a worker process's stop pinging it after
+    the app fixture closed it) would otherwise get the closed pool, cache it on the app ("Acquire on closed
+    pool" for every later broker operation, also on the next broker)."""
+    from kombu import pools
+
+    for group in (pools.connections, pools.producers):
+        for key, value in list(group.items()):
+            if value is pool or getattr(value, "connections", None) is pool:
+                group.pop(key, None)

@@ -347,3 +347,27 @@ def test_a_worker_process_that_died_fails_its_test_with_the_log_and_later_ones_i
     assert output.count("exited with -9; its log:") == 1, output   # the log once, with the test that saw it
     sentence = "exited with -9 during an earlier test (its log is in that test's report), so this test cannot use it"
     assert output.count(sentence) >= 2, output
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["n0", "n2"])
+def test_the_example_suite_on_worker_processes_switches_brokers_cleanly(xdist):
+    """Both brokers in one run: the app, its worker process and remote control move to Redis after the
+    RabbitMQ half (a closed pool of the first broker was cached again by the old worker's stop: every
+    later ping failed with "Acquire on closed pool")."""
+    import glob
+    import tempfile
+
+    leftovers = set(glob.glob(f"{tempfile.gettempdir()}/pytest-celery-astra-worker-*"))
+    code, output = run(EXAMPLE, "--celery-astra-worker-kind", "process", "--celery-astra-broker-kind", "rabbitmq,redis",
+                       "-k", "not faults", *xdist)
+    assert code == 0, output
+    assert re.search(r"\b22 passed", output), output
+    assert set(glob.glob(f"{tempfile.gettempdir()}/pytest-celery-astra-worker-*")) <= leftovers
+
+
+def test_thread_and_process_workers_switch_brokers_cleanly(pytester):
+    pytester.makepyfile(who=WHO_APP, test_who=WHO_TESTS)
+    (pytester.path / "pytest.ini").write_text("[pytest]\ncelery_astra_app = who:app\npythonpath = .\n")
+    code, output = run(pytester.path, "-p", "no:randomly", "--celery-astra-broker-kind", "rabbitmq,redis")
+    assert code == 0, output
+    assert re.search(r"\b8 passed", output), output
