@@ -67,7 +67,6 @@ class CassandraTarget:
         configured read consistency, never the driver's LOCAL_ONE, which a node down can fail)."""
         if self.is_astra:
             return {}
-        from cassandra import ConsistencyLevel
         from cassandra.cluster import EXEC_PROFILE_DEFAULT, ExecutionProfile
         from cassandra.policies import ConstantReconnectionPolicy, RoundRobinPolicy
 
@@ -77,7 +76,7 @@ class CassandraTarget:
         profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=30)
         profile.celery_astra_made = True  # see own_profiles()
         if consistency is not None:
-            profile.consistency_level = ConsistencyLevel.name_to_value[consistency]
+            profile.consistency_level = consistency_level(consistency)
         options: dict = {"execution_profiles": {EXEC_PROFILE_DEFAULT: profile},
                          "reconnection_policy": ConstantReconnectionPolicy(0.5, max_attempts=None)}
         if self.protocol_version is not None:
@@ -128,6 +127,13 @@ class CassandraTarget:
             settings["cassandra_auth_provider"] = "PlainTextAuthProvider"
             settings["cassandra_auth_kwargs"] = {"username": self.username, "password": self.password}
         return settings
+
+
+def consistency_level(name: str) -> int:
+    """The driver's value for a consistency level's name (the settings only accept known names)."""
+    from cassandra import ConsistencyLevel
+
+    return ConsistencyLevel.name_to_value[name]
 
 
 @contextmanager
@@ -452,14 +458,26 @@ class TestDatabase:
         from cassandra import DriverException
 
         deadline = time.monotonic() + SCHEMA_AGREEMENT_WAIT
-        while time.monotonic() < deadline:
-            try:  # raises unless every live node agrees within the wait (or the connection is down)
-                self.cluster.refresh_keyspace_metadata(
-                    self.keyspace, max_schema_agreement_wait=max(deadline - time.monotonic(), 0.1))
-                return True
+        try:  # raises unless every live node agrees within the wait (or the connection is down)
+            self._through_control_connection(lambda: self.cluster.refresh_keyspace_metadata(
+                self.keyspace, max_schema_agreement_wait=max(deadline - time.monotonic(), 0.1)), deadline)
+        except DriverException:
+            return False
+        return True
+
+    @staticmethod
+    def _through_control_connection(call, deadline: float) -> None:
+        """``call`` (a metadata request on the driver's control connection), again every 0.2 s until
+        ``deadline`` while it raises: the connection moves to another node when its own goes down."""
+        from cassandra import DriverException
+
+        while True:
+            try:
+                return call()
             except DriverException:
+                if time.monotonic() > deadline:
+                    raise
                 time.sleep(0.2)
-        return False
 
     def schema_change(self, statement: str) -> None:
         """Run a DDL statement and wait until every live node agrees on the schema: a node that answers a
@@ -535,17 +553,8 @@ class TestDatabase:
     def refresh_table_metadata(self, table: str, timeout: float = SCHEMA_AGREEMENT_WAIT) -> None:
         """The driver's metadata of ``table``, read afresh through its control connection, which is
         reconnecting to another node for a moment when the node it was on has just gone down."""
-        from cassandra import DriverException
-
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.cluster.refresh_table_metadata(self.keyspace, table)
-                return
-            except DriverException:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        self._through_control_connection(lambda: self.cluster.refresh_table_metadata(self.keyspace, table),
+                                         time.monotonic() + timeout)
 
     def table_comment(self, table: str) -> str | None:
         self.refresh_table_metadata(table)

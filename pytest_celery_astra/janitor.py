@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 import time
 
-from .database import OWNER_TABLE, TestDatabase, parse_mark
+from .database import OWNER_TABLE, TestDatabase, consistency_level, parse_mark
 from .errors import CleanupError, TableNotOwnedError
 from .result_rows import DELETES, WRITTEN
 
@@ -191,7 +191,7 @@ class Janitor:
         if qualified not in statements:
             where = " AND ".join(f"{protect_name(column)} = ?" for column in key_columns)
             statement = self.database.session.prepare(f"DELETE FROM {qualified} WHERE {where}")
-            statement.consistency_level = _consistency(self.database.write_consistency)
+            statement.consistency_level = consistency_level(self.database.write_consistency)
             statements[qualified] = statement
         return statements[qualified]
 
@@ -201,10 +201,4 @@ class Janitor:
             self.database.refresh_table_metadata(name)
             table = self.database.cluster.metadata.keyspaces[self.database.keyspace].tables[name]
         return [column.name for column in table.partition_key]
-
-
-def _consistency(name: str) -> int:
-    from cassandra import ConsistencyLevel
-
-    return ConsistencyLevel.name_to_value[name]
 
