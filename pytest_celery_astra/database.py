@@ -17,7 +17,7 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-from .errors import DatabaseSetupError
+from .errors import DatabaseSetupError, TableNotOwnedError
 from .leases import KeyspaceLease
 from .masking import Secret
 from .owner import Owner
@@ -29,6 +29,11 @@ SCHEMA_AGREEMENT_WAIT = 30
 
 MARK_PREFIX = "pytest-celery-astra"
 OWNER_TABLE = "celery_astra_owner"
+# Keyspaces the plugin never cleans, whatever a test registers.
+SYSTEM_KEYSPACES = frozenset({
+    "system", "system_auth", "system_schema", "system_distributed", "system_traces",
+    "system_views", "system_virtual_schema", "data_endpoint_auth", "datastax_sla",
+})
 logger = logging.getLogger(__name__)
 
 
@@ -543,12 +548,40 @@ class TestDatabase:
     def register_table(self, table: str) -> str:
         """Empty ``table`` after every test from now on: for a table your app creates itself in the
         test keyspace. Refused (:class:`TableNotOwnedError`) for tables outside the plugin's keyspace."""
-        from .janitor import Janitor
-
-        name = Janitor(self).register(table)
+        name = self.owned_table(table)
         if name != self.result_table and name not in self.cleaned_tables:
             self.cleaned_tables.append(name)
         return name
+
+    def owned_table(self, table: str) -> str:
+        """The name of ``table`` (``name`` or ``keyspace.name``) if the plugin may empty it.
+
+        Raises :class:`TableNotOwnedError` unless the plugin created the table, or it lives in the
+        keyspace the plugin created.
+        """
+        keyspace, _, name = table.rpartition(".")
+        keyspace = keyspace or self.keyspace
+        if keyspace in SYSTEM_KEYSPACES or keyspace != self.keyspace:
+            raise TableNotOwnedError(
+                f"pytest-celery-astra: refusing to clean {keyspace}.{name}: only tables in the test keyspace "
+                f"{self.keyspace!r} are cleaned.")
+        if not self._owned(name):
+            raise TableNotOwnedError(
+                f"pytest-celery-astra: refusing to clean {keyspace}.{name}: the plugin did not create it "
+                f"(create it with celery_astra_database.create_table(...) to have it cleaned).")
+        return name
+
+    def _owned(self, name: str) -> bool:
+        if name == OWNER_TABLE:
+            return False
+        if name in self.created_tables:
+            return True
+        if self.owns_keyspace:
+            self.refresh_table_metadata(name)
+            return name in self.cluster.metadata.keyspaces[self.keyspace].tables
+        # A shared (Astra) keyspace: only tables marked by this very run.
+        mark = parse_mark(self.table_comment(name))
+        return mark is not None and mark["run"] == self.run_id
 
     def refresh_table_metadata(self, table: str, timeout: float = SCHEMA_AGREEMENT_WAIT) -> None:
         """The driver's metadata of ``table``, read afresh through its control connection, which is

@@ -22,8 +22,8 @@ from __future__ import annotations
 import re
 import time
 
-from .database import OWNER_TABLE, TestDatabase, consistency_level, parse_mark
-from .errors import CleanupError, TableNotOwnedError
+from .database import TestDatabase, consistency_level
+from .errors import CleanupError
 from .result_rows import DELETES, WRITTEN
 
 
@@ -33,10 +33,6 @@ def protect_name(name: str) -> str:
 
     return quote(name)
 
-SYSTEM_KEYSPACES = frozenset({
-    "system", "system_auth", "system_schema", "system_distributed", "system_traces",
-    "system_views", "system_virtual_schema", "data_endpoint_auth", "datastax_sla",
-})
 # Below Cassandra's tombstone_warn_threshold (1,000 per read), far below its failure threshold.
 TOMBSTONE_BUDGET = 900
 # Past this many partitions one TRUNCATE is cheaper than the deletes.
@@ -61,33 +57,12 @@ class Janitor:
         """Also empty ``table`` (``name`` or ``keyspace.name``) after this test.
 
         Raises :class:`TableNotOwnedError` unless the plugin created the table,
-        or it lives in the keyspace the plugin created.
+        or it lives in the keyspace the plugin created (see :meth:`TestDatabase.owned_table`).
         """
-        keyspace, _, name = table.rpartition(".")
-        keyspace = keyspace or self.database.keyspace
-        if keyspace in SYSTEM_KEYSPACES or keyspace != self.database.keyspace:
-            raise TableNotOwnedError(
-                f"pytest-celery-astra: refusing to clean {keyspace}.{name}: only tables in the test keyspace "
-                f"{self.database.keyspace!r} are cleaned.")
-        if not self._owned(name):
-            raise TableNotOwnedError(
-                f"pytest-celery-astra: refusing to clean {keyspace}.{name}: the plugin did not create it "
-                f"(create it with celery_astra_database.create_table(...) to have it cleaned).")
+        name = self.database.owned_table(table)
         if name not in self.tables:
             self.tables.append(name)
         return name
-
-    def _owned(self, name: str) -> bool:
-        if name == OWNER_TABLE:
-            return False
-        if name in self.database.created_tables:
-            return True
-        if self.database.owns_keyspace:
-            self.database.refresh_table_metadata(name)
-            return name in self.database.cluster.metadata.keyspaces[self.database.keyspace].tables
-        # A shared (Astra) keyspace: only tables marked by this very run.
-        mark = parse_mark(self.database.table_comment(name))
-        return mark is not None and mark["run"] == self.database.run_id
 
     def clean(self, deferred: bool = False) -> list[str]:
         """Empty every table that has rows; return the ones that were emptied.
