@@ -135,3 +135,11 @@ def latest(session: nox.Session) -> None:
 def matrix(session: nox.Session, pytest: str, celery: str) -> None:
     """Python x pytest x Celery covering set; other dependencies at their newest for that Python."""
     _install_and_test(session, {"pytest": pytest, "celery": celery})
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """ruff (pyproject's [tool.ruff]) and mypy (its [tool.mypy]) over the package, tests, bench and scripts."""
+    session.install("-e", ".[test]", "ruff==0.17.6", "mypy==2.4.1")
+    session.run("ruff", "check", ".")
+    session.run("mypy")

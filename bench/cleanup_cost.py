@@ -16,7 +16,7 @@ from pathlib import Path
 
 MEASURE = '''
 import json, statistics, time, uuid
-from pytest_celery_astra.janitor import Janitor
+from pytest_celery_astra.cassandra.janitor import Janitor
 
 def test_measure(celery_astra_database):
     session, table = celery_astra_database.session, celery_astra_database.result_table
@@ -47,7 +47,7 @@ def main() -> int:
         completed = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "--celery-astra-broker", "memory"],
             cwd=directory, capture_output=True, text=True)
-    line = next((l for l in completed.stdout.splitlines() if l.startswith("CLEANUP-FIGURES")), None)
+    line = next((out for out in completed.stdout.splitlines() if out.startswith("CLEANUP-FIGURES")), None)
     if completed.returncode != 0 or line is None:
         print(completed.stdout[-3000:], completed.stderr[-2000:])
         return 1

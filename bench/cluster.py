@@ -31,7 +31,7 @@ DDL_CONFTEST = '''
 # bench/cluster.py: every schema change the plugin sends, with its seconds (one file per process).
 import time as _time
 
-from pytest_celery_astra.database import TestDatabase as _TestDatabase
+from pytest_celery_astra.cassandra.database import TestDatabase as _TestDatabase
 
 _ddl = []
 _schema_change = _TestDatabase.schema_change

@@ -84,6 +84,7 @@ def run_one_task(app_dir, rabbitmq, host, port, steps, step) -> float:
     """Point the example app at the containers and send one task through ``start_worker``."""
     sys.path.insert(0, app_dir)
     from celery.contrib.testing.worker import start_worker
+
     from tasks import app, sortWords
 
     params = rabbitmq.get_connection_params()

@@ -25,7 +25,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from scenarios import (  # noqa: E402 - after the path set-up above
-    Workspace, median, per_test_figures, remove_bench_containers, run_empty_session, run_handwired, run_import_floor,
+    Workspace,
+    median,
+    per_test_figures,
+    remove_bench_containers,
+    run_empty_session,
+    run_handwired,
+    run_import_floor,
     run_pytest,
 )
 

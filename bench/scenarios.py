@@ -91,7 +91,7 @@ import pytest
 from cassandra import ConsistencyLevel
 from kombu import Connection
 
-from pytest_celery_astra.backend import CELERY_READS_BEFORE_WRITE as READS_BEFORE_WRITE
+from pytest_celery_astra.cassandra.backend import CELERY_READS_BEFORE_WRITE as READS_BEFORE_WRITE
 
 
 @pytest.fixture(scope="module")

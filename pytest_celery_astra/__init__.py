@@ -1,7 +1,11 @@
 """pytest-celery-astra: test Celery apps whose results live in Cassandra or Astra DB."""
 
-from .errors import (
-    CeleryAstraError, ConfigurationError, DatabaseSetupError, EmbeddedWorkerError, ServiceStartError,
+from pytest_celery_astra.errors import (
+    CeleryAstraError,
+    ConfigurationError,
+    DatabaseSetupError,
+    EmbeddedWorkerError,
+    ServiceStartError,
     TableNotOwnedError,
 )
 
@@ -11,7 +15,7 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-_LAZY = {"CassandraTarget": "database", "TestDatabase": "database", "Janitor": "janitor"}
+_LAZY = {"CassandraTarget": "cassandra.database", "TestDatabase": "cassandra.database", "Janitor": "cassandra.janitor"}
 
 
 def __getattr__(name: str):

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from celery import Celery
 
-from .masking import MaskedUrl
+from pytest_celery_astra.masking import MaskedUrl
 
 # The backend is named, not imported: importing it loads cassandra-driver (slow).
-BACKEND_PATH = "pytest_celery_astra.backend:TestCassandraBackend"
+BACKEND_PATH = "pytest_celery_astra.cassandra.backend:TestCassandraBackend"
 
 
 def load_app(reference: str | None) -> Celery:

@@ -16,14 +16,20 @@ from typing import Callable
 
 import pytest
 
-from .broker import check_broker_answers, worker_broker_url
-from .celery_app import close_backend, close_broker_pools, configure_app, connect_backend_in_background, load_app
-from .coordination import warn_reaped
-from .database import TestDatabase
-from .errors import CeleryAstraError, ConfigurationError
-from .interrupts import interrupted
-from .naming import node_name
-from .runcontext import RUN_CONTEXT_KEY, RunContext
+from pytest_celery_astra.brokers.choice import check_broker_answers, worker_broker_url
+from pytest_celery_astra.cassandra.database import TestDatabase
+from pytest_celery_astra.celery_app import (
+    close_backend,
+    close_broker_pools,
+    configure_app,
+    connect_backend_in_background,
+    load_app,
+)
+from pytest_celery_astra.containers.coordination import warn_reaped
+from pytest_celery_astra.errors import CeleryAstraError, ConfigurationError
+from pytest_celery_astra.naming import node_name
+from pytest_celery_astra.run.context import RUN_CONTEXT_KEY, RunContext
+from pytest_celery_astra.run.interrupts import interrupted
 
 
 def _context(request: pytest.FixtureRequest) -> RunContext:
@@ -88,12 +94,12 @@ def database(keyspace_prefix: str | None = None) -> Callable:
             db.prepare_keyspace()  # checks the Astra keyspace first
             warn_reaped(_reap_leftovers(context, db))
             if context.cassandra_mode == "astra":
-                from .astra import check_table_budget
+                from pytest_celery_astra.astra.preflight import check_table_budget
 
                 workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
                 check_table_budget(db.cluster, context.run_id, workers, context.settings.astra_table_limit)
                 if workers > 1:  # app tables are shared by the workers: the last one drops them
-                    from .shared_tables import TableUsers
+                    from pytest_celery_astra.astra.shared_tables import TableUsers
 
                     context.state.ensure_directory()
                     db.table_users = TableUsers(context.state.directory, context.worker)
@@ -124,7 +130,7 @@ def database(keyspace_prefix: str | None = None) -> Callable:
 
 
 def _forget_result_rows(db: TestDatabase) -> None:
-    from .result_rows import DELETES, WRITTEN
+    from pytest_celery_astra.cassandra.result_rows import DELETES, WRITTEN
 
     DELETES.forget((db.keyspace, db.result_table))
     WRITTEN.take((db.keyspace, db.result_table))
@@ -135,7 +141,7 @@ def _reap_leftovers(context: RunContext, db: TestDatabase) -> list[str]:
     --astra-drop-stale) also those of other runs older than 2 hours, from any host but a live run here."""
     include_old = context.settings.drop_stale or context.settings.astra_drop_stale
     if context.settings.astra:
-        from .astra import stale_tables
+        from pytest_celery_astra.astra.preflight import stale_tables
 
         tables = stale_tables(db.cluster, db.keyspace, context.run_id, include_old)
         for table in tables:
@@ -216,7 +222,7 @@ def worker(app_fixture: str = "celery_astra_app", queues: tuple[str, ...] | None
         "An EmbeddedWorker (session scope): a Celery worker in a thread of this process running the "
         "app's tasks; a worker that dies fails the test with its cause.", scope="session")
     def worker_fixture(request: pytest.FixtureRequest, celery_astra_broker_kind):
-        from .worker import EmbeddedWorker
+        from pytest_celery_astra.workers.thread import EmbeddedWorker
 
         context = _context(request)
         settings = context.settings
@@ -259,7 +265,7 @@ def worker_process(app_fixture: str = "celery_astra_app", queues: tuple[str, ...
 
 
 def _run_process_worker(request: pytest.FixtureRequest, app_fixture: str, queues, pool=None, concurrency=None):
-    from .process_worker import ProcessWorker
+    from pytest_celery_astra.workers.process import ProcessWorker
 
     context = _context(request)
     settings = context.settings

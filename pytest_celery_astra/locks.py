@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -11,9 +12,7 @@ from typing import Iterator
 def file_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (created if missing) for the ``with`` block."""
     with open(path, "a+") as handle:
-        try:
-            import fcntl
-        except ImportError:  # Windows: no fcntl; lock the first byte instead
+        if sys.platform == "win32":  # no fcntl: lock the first byte instead
             import msvcrt
 
             handle.seek(0)
@@ -24,6 +23,8 @@ def file_lock(path: Path) -> Iterator[None]:
                 handle.seek(0)
                 msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
             return
+        import fcntl
+
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -15,8 +15,8 @@ from typing import Any, Callable, Mapping
 
 import pytest
 
-from .masking import MASK, Secret, mask_url
-from .replication import parse as _replication
+from pytest_celery_astra.cassandra.replication import parse as _replication
+from pytest_celery_astra.masking import MASK, Secret, mask_url
 
 BROKER_MODES = ("auto", "container", "url", "memory")
 BROKER_KINDS = ("rabbitmq", "redis")

@@ -12,7 +12,7 @@ REAL_SERVICE_ENV = ("DOCKER_HOST", "TESTCONTAINERS_RYUK_DISABLED", "TESTCONTAINE
 @pytest.fixture(scope="session")
 def container_engine():
     """Fail (never skip) when no container engine answers: CI must run the integration tests."""
-    from pytest_celery_astra.engine import probe_engine
+    from pytest_celery_astra.containers.engine import probe_engine
 
     probe = probe_engine()
     if not probe.answers:

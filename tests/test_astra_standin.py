@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import socket
 import ssl
-import struct
 import threading
 import time
 import urllib.error
@@ -29,8 +28,7 @@ from cassandra.connection import SniEndPoint
 from cassandra.query import SimpleStatement
 from cryptography import x509
 
-from pytest_celery_astra.cql_probe import read_exactly
-
+from pytest_celery_astra.containers.cql_probe import read_exactly
 from tests.astra_standin import (
     AstraStandIn,
     CassandraNode,

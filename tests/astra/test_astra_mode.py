@@ -15,7 +15,11 @@ from pathlib import Path
 import pytest
 
 from tests.astra_standin import (
-    AstraStandIn, astra_guardrails, cassandra_container, connect_superuser, write_corrupt_zip,
+    AstraStandIn,
+    astra_guardrails,
+    cassandra_container,
+    connect_superuser,
+    write_corrupt_zip,
 )
 
 pytestmark = pytest.mark.usefixtures("container_engine")

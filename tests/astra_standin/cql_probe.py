@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 import struct
 
-from pytest_celery_astra.cql_probe import read_exactly, string
+from pytest_celery_astra.containers.cql_probe import read_exactly, string
 
 from .cql_frames import FRAME_HEADER, OPCODE_SUPPORTED
 

@@ -109,4 +109,4 @@ def test_at_replication_1_a_node_down_is_one_sentence_naming_the_setting(tmp_pat
     assert sentences, output
     assert all("replication factor 1" in line for line in sentences)
     # The plugin's cleanup says it in one sentence, without a traceback of its own code.
-    assert "pytest_celery_astra/janitor.py" not in output
+    assert "pytest_celery_astra/cassandra/janitor.py" not in output

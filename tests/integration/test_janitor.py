@@ -2,7 +2,8 @@
 
 import pytest
 
-from pytest_celery_astra import TableNotOwnedError, janitor as janitor_module
+from pytest_celery_astra import TableNotOwnedError
+from pytest_celery_astra.cassandra import janitor as janitor_module
 
 pytestmark = pytest.mark.usefixtures("container_engine")
 

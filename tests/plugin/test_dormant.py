@@ -126,7 +126,7 @@ def test_every_plugin_fixture_is_documented(pytester):
 
 def test_the_plugin_imports_without_fcntl():
     code = ("import sys; sys.modules['fcntl'] = None; "
-            "import pytest_celery_astra.plugin, pytest_celery_astra.coordination; print('imported')")
+            "import pytest_celery_astra.plugin, pytest_celery_astra.containers.coordination; print('imported')")
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                                env={**os.environ})
     assert completed.stdout.strip() == "imported", completed.stderr

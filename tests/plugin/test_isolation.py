@@ -113,8 +113,8 @@ def test_the_next_test_finds_them_pending_and_stores_them_again(celery_astra_wor
 
 
 def test_a_task_id_whose_delete_is_in_flight_is_read_and_stored_after_it(celery_astra_worker, celery_astra_database):
-    from pytest_celery_astra.janitor import Janitor
-    from pytest_celery_astra.result_rows import DELETES
+    from pytest_celery_astra.cassandra.janitor import Janitor
+    from pytest_celery_astra.cassandra.result_rows import DELETES
 
     db = celery_astra_database
     table = (db.keyspace, db.result_table)
@@ -133,7 +133,7 @@ def test_a_task_id_whose_delete_is_in_flight_is_read_and_stored_after_it(celery_
 # SUCCESS; earlier releases store the last) holds.
 def test_an_id_stored_twice_in_one_test_follows_celerys_rule(celery_astra_worker):
     import celery
-    from pytest_celery_astra.result_rows import ROWS_ONLY_FROM_HERE
+    from pytest_celery_astra.cassandra.result_rows import ROWS_ONLY_FROM_HERE
 
     assert ROWS_ONLY_FROM_HERE.is_set()
     assert slow.apply_async((1,), task_id="twice").get(timeout=30) == 1
@@ -145,7 +145,7 @@ def test_an_id_stored_twice_in_one_test_follows_celerys_rule(celery_astra_worker
 
 # A row the test writes itself is not one the backend stored: the janitor finds it by reading the table.
 def test_writes_a_result_row_itself(celery_astra_database):
-    from pytest_celery_astra.result_rows import ROWS_ONLY_FROM_HERE
+    from pytest_celery_astra.cassandra.result_rows import ROWS_ONLY_FROM_HERE
 
     assert not ROWS_ONLY_FROM_HERE.is_set()        # it reaches the table: no id is known to be absent
     db = celery_astra_database
@@ -154,6 +154,29 @@ def test_writes_a_result_row_itself(celery_astra_database):
 
 
 def test_the_hand_written_row_is_gone(celery_astra_worker, celery_astra_database):
+    db = celery_astra_database
+    assert db.session.execute(f"SELECT * FROM {db.result_table}").one() is None
+
+
+# The same with the Session got at run time (request.getfixturevalue), which no fixture list shows: the
+# database sees the request itself, so the backend reads before it writes from then on (Celery 5.7 keeps the
+# first SUCCESS, written here by hand), and the janitor finds the row by reading.
+def test_gets_the_session_at_run_time_and_writes_a_success_row(request, celery_astra_worker):
+    import celery
+    from pytest_celery_astra.cassandra.result_rows import ROWS_ONLY_FROM_HERE
+
+    assert ROWS_ONLY_FROM_HERE.is_set()
+    db = request.getfixturevalue("celery_astra_database")
+    db.session.execute(f"INSERT INTO {db.result_table} (task_id, status, result, date_done) "
+                       f"VALUES ('by-hand-at-run-time', 'SUCCESS', textAsBlob('7'), toTimestamp(now()))")
+    assert not ROWS_ONLY_FROM_HERE.is_set()
+    slow.apply_async((8,), task_id="by-hand-at-run-time")
+    assert slow.delay(0).get(timeout=30) == 0
+    keeps_first = tuple(int(part) for part in celery.VERSION[:2]) >= (5, 7)
+    assert slow.AsyncResult("by-hand-at-run-time").get(timeout=30) == (7 if keeps_first else 8)
+
+
+def test_the_row_written_at_run_time_is_gone(celery_astra_worker, celery_astra_database):
     db = celery_astra_database
     assert db.session.execute(f"SELECT * FROM {db.result_table}").one() is None
 
@@ -183,7 +206,7 @@ def test_nothing_crosses_from_one_test_to_the_next(pytester, xdist):
     pytester.makeconftest(CONFTEST)
     (pytester.path / "pytest.ini").write_text("[pytest]\ncelery_astra_app = myapp:app\npythonpath = .\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", *xdist, timeout=300)
-    result.assert_outcomes(passed=16)
+    result.assert_outcomes(passed=18)
     assert containers_of_run(run_id_of(result)) == []
 
 
@@ -194,7 +217,7 @@ CLEANUP_OFF_TESTS = '''
 import celery
 
 from myapp import slow
-from pytest_celery_astra.result_rows import ROWS_ONLY_FROM_HERE
+from pytest_celery_astra.cassandra.result_rows import ROWS_ONLY_FROM_HERE
 
 KEEPS_FIRST = tuple(int(part) for part in celery.VERSION[:2]) >= (5, 7)
 
@@ -239,7 +262,7 @@ def test_with_cleanup_off_celerys_rule_holds_for_rows_of_earlier_tests(pytester)
 # ten minutes, every settle after a test, cancel of held countdown tasks and stop below must be woken by the
 # worker's poke socket, or the run fails at the worker timeout (20 s here).
 WAKE_ONLY_BY_POKE = CONFTEST + '''
-from pytest_celery_astra import worker
+from pytest_celery_astra.workers import thread as worker
 
 worker.WAKE_INTERVAL = 600
 '''

@@ -158,7 +158,7 @@ def test_xdist_workers_share_containers_but_not_queues_or_keyspaces(project):
 
         def test_every_workers_vhost_was_made_when_rabbitmq_started(request, celery_astra_app):
             # One rabbitmqctl for both workers, by the one that started RabbitMQ (broker.with_worker_vhosts).
-            from pytest_celery_astra.runcontext import RUN_CONTEXT_KEY
+            from pytest_celery_astra.run.context import RUN_CONTEXT_KEY
             service = request.config.stash[RUN_CONTEXT_KEY].services["rabbitmq"]
             assert tuple(service.vhosts) == ("celery_astra_gw0", "celery_astra_gw1")
             me = os.environ["PYTEST_XDIST_WORKER"]
@@ -169,7 +169,7 @@ import os, pytest
 
 @pytest.fixture(autouse=True)
 def _expose_run_id(request):
-    from pytest_celery_astra.runcontext import RUN_CONTEXT_KEY
+    from pytest_celery_astra.run.context import RUN_CONTEXT_KEY
     os.environ["RUN_ID_PROBE"] = request.config.stash[RUN_CONTEXT_KEY].run_id
 ''')
     result = project.runpytest_subprocess("-n", "2", "--celery-astra-queues", "named_queue", timeout=300)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import without_short_summary
-from tests.plugin.test_plugin import containers_of_run, run_id_of
+from tests.plugin.test_plugin import containers_of_run
 
 pytestmark = pytest.mark.usefixtures("container_engine")
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sortwords"
@@ -101,7 +101,7 @@ def test_the_example_suite_runs_unchanged_against_celery_worker_processes(xdist)
     run_id = re.search(r"run id (\w+)", output).group(1)
     assert containers_of_run(run_id) == []
     processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert "pytest_celery_astra.process_app" not in processes   # no worker process left
+    assert "pytest_celery_astra.workers.process_app" not in processes   # no worker process left
 
 
 def test_fork_safety_with_the_documented_pattern(pytester):

@@ -79,7 +79,7 @@ def kept_containers():
 
 def assert_plain_list_matches_the_sdk():
     """engine.list_containers (one GET, no SDK) sees the kept containers as the docker SDK does."""
-    from pytest_celery_astra.engine import ListedContainer, docker_client, list_containers
+    from pytest_celery_astra.containers.engine import ListedContainer, docker_client, list_containers
 
     labels = ["io.github.pytest-celery-astra.reuse=1"]
     client = docker_client()

@@ -110,7 +110,7 @@ def test_drop_stale_removes_old_runs_of_other_hosts_and_nothing_else(project, sh
     import datetime
     import socket
 
-    from pytest_celery_astra.database import OWNER_TABLE
+    from pytest_celery_astra.cassandra.database import OWNER_TABLE
     from pytest_celery_astra.owner import Owner
 
     node, session, _ = shared_cluster

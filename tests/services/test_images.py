@@ -10,7 +10,7 @@ import uuid
 import pytest
 from testcontainers.core.container import DockerContainer
 
-from pytest_celery_astra.services import cassandra_spec, rabbitmq_spec, redis_spec, wait_until_ready
+from pytest_celery_astra.containers.services import cassandra_spec, rabbitmq_spec, redis_spec, wait_until_ready
 from tests.conftest import image
 
 pytestmark = pytest.mark.usefixtures("container_engine")
@@ -76,7 +76,7 @@ def test_redis_publish_and_consume(redis):
 
 
 def test_cassandra_cql_round_trip(cassandra):
-    from pytest_celery_astra.database import CassandraTarget
+    from pytest_celery_astra.cassandra.database import CassandraTarget
 
     host, port = cassandra
     cluster = CassandraTarget(hosts=(host,), port=port, protocol_version=5).cluster()

@@ -2,11 +2,16 @@
 
 import pytest
 
-from pytest_celery_astra import broker
-from pytest_celery_astra.broker import (choose_broker, with_worker_vhosts, worker_broker_url, worker_vhost,
-                                         xdist_worker_vhosts)
-from pytest_celery_astra.bundle_download import BundleDownloadError, _pick_region, _refusal
-from pytest_celery_astra.services import RunningService
+from pytest_celery_astra.astra.bundle_download import BundleDownloadError, _pick_region, _refusal
+from pytest_celery_astra.brokers import choice as broker
+from pytest_celery_astra.brokers.choice import (
+    choose_broker,
+    with_worker_vhosts,
+    worker_broker_url,
+    worker_vhost,
+    xdist_worker_vhosts,
+)
+from pytest_celery_astra.containers.services import RunningService
 from pytest_celery_astra.settings import resolve_settings
 
 DATABASE_ID = "3f1c2b7e-9a4d-4c2e-8f0a-5b6d7e8f9a01"

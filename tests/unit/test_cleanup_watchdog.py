@@ -6,7 +6,7 @@ import sys
 
 HANGING_CLEANUP = """
 import signal, threading, time
-from pytest_celery_astra import interrupts
+from pytest_celery_astra.run import interrupts
 
 interrupts.CLEANUP_WATCHDOG_SECONDS = 0.5
 interrupts._start_watchdog(signal.SIGINT, lambda: print("REMOVED-EVERYTHING", flush=True))

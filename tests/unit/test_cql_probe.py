@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from pytest_celery_astra.cql_probe import QUERY, probe_cql
+from pytest_celery_astra.containers.cql_probe import QUERY, probe_cql
 from tests.local_servers import serve_one_connection
 
 

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from pytest_celery_astra import engine
+from pytest_celery_astra.containers import engine
 
 
 def serve_once(path, reply: bytes, requests=None):

@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from pytest_celery_astra.services import GREETINGS
+from pytest_celery_astra.containers.services import GREETINGS
 from tests.local_servers import serve_one_connection
 
 
@@ -48,8 +48,8 @@ def test_while_a_service_boots_its_probe_modules_are_imported_once(monkeypatch):
     needs, once, serially; an import that fails (an extra not installed) is left to the probe."""
     import time
 
-    from pytest_celery_astra import services
-    from pytest_celery_astra.services import ContainerSpec, _poll_greeting
+    from pytest_celery_astra.containers import services
+    from pytest_celery_astra.containers.services import ContainerSpec, _poll_greeting
 
     imported = []
     monkeypatch.setattr(services, "import_serially", lambda *names: imported.append(names))

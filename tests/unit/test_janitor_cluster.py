@@ -7,9 +7,9 @@ import types
 import pytest
 from cassandra import ConsistencyLevel, InvalidRequest, Unavailable
 
+from pytest_celery_astra.cassandra.janitor import DELETE_AT_MOST, Janitor
+from pytest_celery_astra.cassandra.replication import Replication
 from pytest_celery_astra.errors import CleanupError
-from pytest_celery_astra.janitor import DELETE_AT_MOST, Janitor
-from pytest_celery_astra.replication import Replication
 
 
 class Rows(list):

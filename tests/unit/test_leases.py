@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from pytest_celery_astra import leases
+from pytest_celery_astra.cassandra import leases
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="leases need flock")
 
@@ -49,7 +49,7 @@ def test_slots_are_per_container_and_prefix():
 def test_a_killed_holder_releases_its_slot_and_leaves_it_busy(lease_dir):
     # A process that takes slot 0 and is killed: the kernel drops the lock; the state says "busy".
     code = ("import sys, os, signal; sys.path.insert(0, %r)\n"
-            "from pytest_celery_astra import leases; from pathlib import Path\n"
+            "from pytest_celery_astra.cassandra import leases; from pathlib import Path\n"
             "leases.LEASE_DIR = Path(%r)\n"
             "lease = leases.acquire('c0ffee', 'celery_astra', 'f1', str)\n"
             "assert lease.slot == 0\n"

@@ -2,10 +2,9 @@
 
 import pytest
 
-from pytest_celery_astra.masking import Secret, mask_text, mask_url
-from pytest_celery_astra.broker import check_broker_url, check_url_isolates_workers, worker_broker_url
-from pytest_celery_astra.database import is_stale, parse_mark, table_mark, with_mark
-from pytest_celery_astra.masking import MaskedUrl, url_for_message
+from pytest_celery_astra.brokers.choice import check_broker_url, check_url_isolates_workers, worker_broker_url
+from pytest_celery_astra.cassandra.database import is_stale, parse_mark, table_mark, with_mark
+from pytest_celery_astra.masking import MaskedUrl, Secret, mask_text, mask_url, url_for_message
 from pytest_celery_astra.naming import MAX_CQL_NAME, astra_table_name, key_prefix, keyspace_name, vhost_name
 from pytest_celery_astra.owner import Owner
 
@@ -35,8 +34,8 @@ def test_names_on_shared_services_carry_the_run_and_stay_apart_when_long():
 
 
 def test_redis_isolation_by_key_prefix_has_no_worker_cap():
-    from pytest_celery_astra.broker import BrokerChoice
-    from pytest_celery_astra.services import RunningService
+    from pytest_celery_astra.brokers.choice import BrokerChoice
+    from pytest_celery_astra.containers.services import RunningService
     from pytest_celery_astra.settings import resolve_settings
 
     settings = resolve_settings({}, {}, {})
@@ -95,7 +94,7 @@ def test_a_killed_runs_state_directory_is_found_without_asking_an_engine(tmp_pat
     import json
     import tempfile
 
-    from pytest_celery_astra import coordination
+    from pytest_celery_astra.containers import coordination
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     me = Owner.this_process()
@@ -127,7 +126,7 @@ def test_url_and_text_masking():
 def test_sent_tasks_are_recorded_from_the_publish_signal_without_a_broker():
     from celery import Celery
 
-    from pytest_celery_astra.sent_tasks import SentTasks
+    from pytest_celery_astra.workers.sent_tasks import SentTasks
 
     app = Celery("recorded", broker="memory://", backend="cache+memory://")
 

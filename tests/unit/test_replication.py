@@ -2,7 +2,7 @@
 
 import pytest
 
-from pytest_celery_astra.replication import Replication, parse, resolve, unavailable_sentence
+from pytest_celery_astra.cassandra.replication import Replication, parse, resolve, unavailable_sentence
 from pytest_celery_astra.settings import resolve_settings
 
 

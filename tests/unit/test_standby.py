@@ -2,7 +2,7 @@
 
 import types
 
-from pytest_celery_astra.standby import standing_by
+from pytest_celery_astra.workers.standby import standing_by
 
 
 def worker(app, fixturename):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 from typing import Iterable
 
-from .errors import CleanupError
+from pytest_celery_astra.errors import CleanupError
 
 Table = tuple  # (keyspace, table)
 

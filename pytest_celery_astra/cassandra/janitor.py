@@ -22,9 +22,9 @@ from __future__ import annotations
 import re
 import time
 
-from .database import TestDatabase, consistency_level
-from .errors import CleanupError
-from .result_rows import DELETES, WRITTEN
+from pytest_celery_astra.cassandra.database import TestDatabase, consistency_level
+from pytest_celery_astra.cassandra.result_rows import DELETES, WRITTEN
+from pytest_celery_astra.errors import CleanupError
 
 
 def protect_name(name: str) -> str:
@@ -75,7 +75,7 @@ class Janitor:
         try:
             return self._clean(deferred)
         except Exception as error:
-            from .replication import unavailable_cause, unavailable_sentence
+            from pytest_celery_astra.cassandra.replication import unavailable_cause, unavailable_sentence
 
             unavailable = unavailable_cause(error)
             if unavailable is None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .errors import ConfigurationError
-from .masking import mask_url
-from .naming import astra_table_name
-from .runcontext import RunContext
+from pytest_celery_astra.errors import ConfigurationError
+from pytest_celery_astra.masking import mask_url
+from pytest_celery_astra.naming import astra_table_name
+from pytest_celery_astra.run.context import RunContext
 
 
 def describe_run(context: RunContext, workers: list[str]) -> list[str]:
@@ -51,7 +51,7 @@ def _cassandra_line(context: RunContext, workers: list[str]) -> str:
         return (f"{bundle}, "
                 f"keyspace {settings.astra_keyspace}, result tables {tables}")
     if context.leases_keyspaces:
-        from .naming import leased_keyspace_name
+        from pytest_celery_astra.naming import leased_keyspace_name
 
         keyspaces = f"{leased_keyspace_name(settings.keyspace, 'N')} (a kept one, leased per process)"
     else:
@@ -63,7 +63,7 @@ def _cassandra_line(context: RunContext, workers: list[str]) -> str:
 
 
 def _replication(context: RunContext) -> str:
-    from .replication import AUTO, AUTO_FACTOR
+    from pytest_celery_astra.cassandra.replication import AUTO, AUTO_FACTOR
 
     settings = context.settings
     if settings.replication != AUTO:

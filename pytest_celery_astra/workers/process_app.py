@@ -1,8 +1,8 @@
-"""The app a process worker runs: ``celery -A pytest_celery_astra.process_app worker ...``.
+"""The app a process worker runs: ``celery -A pytest_celery_astra.workers.process_app worker ...``.
 
 Importing this module imports the user's app (``module:attribute``) and wires it to the test broker and
 Cassandra exactly as the test process's app fixture did, from the JSON file named by
-``CELERY_ASTRA_PROCESS_CONFIG`` (private, written by :class:`~pytest_celery_astra.process_worker.ProcessWorker`).
+``CELERY_ASTRA_PROCESS_CONFIG`` (private, written by :class:`~pytest_celery_astra.workers.process.ProcessWorker`).
 Everything else is Celery's own worker command line: pool, concurrency, node name, queues.
 """
 
@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import os
 
-from .celery_app import configure_app, load_app
-from .database import CassandraTarget
-from .masking import Secret
-from .process_worker import CONFIG_ENV
+from pytest_celery_astra.cassandra.database import CassandraTarget
+from pytest_celery_astra.celery_app import configure_app, load_app
+from pytest_celery_astra.masking import Secret
+from pytest_celery_astra.workers.process import CONFIG_ENV
 
 
 def _wired_app():

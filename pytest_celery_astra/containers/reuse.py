@@ -10,9 +10,15 @@ from __future__ import annotations
 import logging
 import time
 
-from .engine import ListedContainer, list_containers
-from .services import (
-    GREETINGS, LABEL_CONFIG_HASH, LABEL_REUSE, LABEL_SERVICE, ContainerSpec, RunningService, remove_container,
+from pytest_celery_astra.containers.engine import ListedContainer, list_containers
+from pytest_celery_astra.containers.services import (
+    GREETINGS,
+    LABEL_CONFIG_HASH,
+    LABEL_REUSE,
+    LABEL_SERVICE,
+    ContainerSpec,
+    RunningService,
+    remove_container,
     wait_until_ready,
 )
 

@@ -21,12 +21,18 @@ from typing import Callable, Iterator
 
 import pytest
 
-from .errors import ServiceStartError
-from .locks import file_lock
-from .owner import Owner
-from .reuse import find_reusable
-from .services import (ContainerSpec, RunningService, check_not_cancelled, owned_containers, remove_container,
-                       start_container)
+from pytest_celery_astra.containers.reuse import find_reusable
+from pytest_celery_astra.containers.services import (
+    ContainerSpec,
+    RunningService,
+    check_not_cancelled,
+    owned_containers,
+    remove_container,
+    start_container,
+)
+from pytest_celery_astra.errors import ServiceStartError
+from pytest_celery_astra.locks import file_lock
+from pytest_celery_astra.owner import Owner
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +207,7 @@ def _forget_run_in_kept_broker(record: dict, run_id: str) -> list[str]:
     Returns problems as text (none for other services, which hold nothing per run)."""
     if record.get("name") != "rabbitmq" or not record.get("container_id"):
         return []
-    from .broker import delete_run_vhosts
+    from pytest_celery_astra.brokers.choice import delete_run_vhosts
 
     try:
         delete_run_vhosts(record["container_id"], run_id, record.get("host"), record.get("admin_port"))

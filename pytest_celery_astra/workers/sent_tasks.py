@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import threading
-from typing import Any, Iterator
+from typing import Any, Iterator, cast
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +46,7 @@ def _sent_task(sender, body, headers, routing_key, declare) -> SentTask:
         when = when.replace(tzinfo=datetime.timezone.utc)
     queues = [queue.name for queue in declare or () if getattr(queue, "name", None)]
     return SentTask(
-        id=task_id, name=name, args=tuple(args or ()), kwargs=dict(kwargs or {}),
+        id=cast(str, task_id), name=name, args=tuple(args or ()), kwargs=dict(kwargs or {}),
         queue=queues[0] if queues else routing_key, eta=when,
         countdown=None if when is None else (when - published).total_seconds(), headers=headers)
 

@@ -18,12 +18,18 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .cql_probe import probe_cql
-from .engine import (docker_api_version, docker_client, import_container_sdk, import_serially, list_containers,
-                     remove_container_plainly)
-from .errors import ServiceStartError
-from .locks import file_lock
-from .owner import Owner
+from pytest_celery_astra.containers.cql_probe import probe_cql
+from pytest_celery_astra.containers.engine import (
+    docker_api_version,
+    docker_client,
+    import_container_sdk,
+    import_serially,
+    list_containers,
+    remove_container_plainly,
+)
+from pytest_celery_astra.errors import ServiceStartError
+from pytest_celery_astra.locks import file_lock
+from pytest_celery_astra.owner import Owner
 
 LABEL = "io.github.pytest-celery-astra"
 LABEL_CONFIG_HASH = LABEL + ".config-hash"

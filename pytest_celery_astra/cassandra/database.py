@@ -15,13 +15,17 @@ import logging
 import re
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-from .errors import DatabaseSetupError, TableNotOwnedError
-from .leases import KeyspaceLease
-from .masking import Secret
-from .owner import Owner
-from .replication import Replication
+from pytest_celery_astra.cassandra.leases import KeyspaceLease
+from pytest_celery_astra.cassandra.replication import Replication
+from pytest_celery_astra.cassandra.result_rows import ROWS_ONLY_FROM_HERE
+from pytest_celery_astra.errors import DatabaseSetupError, TableNotOwnedError
+from pytest_celery_astra.masking import Secret
+from pytest_celery_astra.owner import Owner
+
+if TYPE_CHECKING:
+    from pytest_celery_astra.astra.shared_tables import TableUsers
 
 # Seconds a schema change waits for every live node to agree (the driver's default is 10 s; on a 3-node
 # cluster one statement took up to 5.8 s under a -n 4 start).
@@ -257,9 +261,12 @@ class TestDatabase:
         self.lease = lease
         self.adopted = False
         # Astra mode under xdist: the run-wide record of which workers use each app table (shared_tables.py).
-        self.table_users = None
-        self.cluster = None
-        self.session = None
+        self.table_users: TableUsers | None = None
+        # cassandra-driver's Cluster and Session (the driver has no type information).
+        self.cluster: Any = None
+        self.session: Any = None
+        # A request went through self.session since the plugin last emptied the tables (see _note_request).
+        self.reached = False
 
     def __repr__(self) -> str:
         return f"TestDatabase({self.target.describe()}, keyspace={self.keyspace!r}, table={self.result_table!r})"
@@ -285,6 +292,7 @@ class TestDatabase:
                 with quiet_driver_logs():
                     self.session = cluster.connect()
                 self.cluster = cluster
+                self.session.add_request_init_listener(self._note_request)
                 return
             except NoHostAvailable as error:
                 cluster.shutdown()
@@ -447,7 +455,7 @@ class TestDatabase:
     def resolve_replication(self) -> Replication:
         """The keyspace's replication for this cluster (``replication`` setting); a replication no QUORUM
         could be met with is refused in one sentence before anything is created."""
-        from .replication import resolve
+        from pytest_celery_astra.cassandra.replication import resolve
 
         value, source = self.replication_setting
         data_centers = [host.datacenter for host in self.cluster.metadata.all_hosts()]
@@ -552,6 +560,13 @@ class TestDatabase:
         if name != self.result_table and name not in self.cleaned_tables:
             self.cleaned_tables.append(name)
         return name
+
+    def _note_request(self, response_future, *args) -> None:
+        """Every request through this Session (the one tests get): from now on the tables may hold rows
+        this process's backend did not store, so the backend reads before it writes again (observed
+        where the request is made, whichever way the test got the Session)."""
+        self.reached = True
+        ROWS_ONLY_FROM_HERE.clear()
 
     def owned_table(self, table: str) -> str:
         """The name of ``table`` (``name`` or ``keyspace.name``) if the plugin may empty it.

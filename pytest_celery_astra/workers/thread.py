@@ -16,7 +16,7 @@ from celery.result import _set_task_join_will_block
 from celery.worker import state as worker_state
 from kombu.asynchronous import set_event_loop
 
-from .errors import EmbeddedWorkerError
+from pytest_celery_astra.errors import EmbeddedWorkerError
 
 # How often the worker's event loop wakes to look at the stop flag. kombu's hub
 # otherwise sleeps in epoll for up to 10 s, which is why Celery's own
@@ -370,6 +370,7 @@ class EmbeddedWorker:
 
     def _drop_held(self, deadline: float) -> bool:
         """Have the worker thread cancel its tasks held for an ETA or countdown; wait until it has."""
+        assert self.controller is not None and self.thread is not None  # started
         self.controller.drop_held_requested.set()
         self.controller.poke()
         while self.controller.drop_held_requested.is_set() and self.thread.is_alive():
@@ -397,6 +398,7 @@ class EmbeddedWorker:
         """Stop the worker within ``stop_timeout``; raise with its stack if it does not."""
         if self.thread is None:
             return
+        assert self.controller is not None
         started = time.monotonic()
         self.app.celery_astra_health_check = None
         self.app.celery_astra_stores_here = False
@@ -433,10 +435,10 @@ class EmbeddedWorker:
         raise EmbeddedWorkerError(f"pytest-celery-astra: the embedded worker {what}: {detail}") from cause
 
     def _broker(self) -> str:
-        from .masking import mask_url
+        from pytest_celery_astra.masking import mask_url
 
         return mask_url(self.app.conf.broker_url or "")
 
     def _thread_stack(self) -> str:
-        frame = sys._current_frames().get(self.thread.ident) if self.thread else None
+        frame = sys._current_frames().get(self.thread.ident or 0) if self.thread else None
         return "".join(traceback.format_stack(frame)) if frame else "(thread gone)"

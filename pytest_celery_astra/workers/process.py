@@ -2,7 +2,7 @@
 
 The walkthrough's ``celery -A tasks worker`` and production run the prefork pool, where what breaks only
 there breaks: a driver Session created before the fork, results pickled across processes,
-``worker_process_init`` hooks. The command is Celery's own, with ``-A pytest_celery_astra.process_app``
+``worker_process_init`` hooks. The command is Celery's own, with ``-A pytest_celery_astra.workers.process_app``
 (the user's app, wired as in the test process). Ready once it answers a ping addressed to its node name;
 stopped with a warm shutdown, then its whole process group is killed; it dies with pytest (Linux
 parent-death signal, and its own process group removed at the end).
@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .errors import EmbeddedWorkerError
+from pytest_celery_astra.errors import EmbeddedWorkerError
 
 LOG_TAIL_LINES = 60
 # Names the private JSON file process_app.py wires the app from.
@@ -76,7 +76,7 @@ class ProcessWorker:
         return None if self.directory is None else self.directory / "worker.log"
 
     def command(self) -> list[str]:
-        return [*_celery_program(), "-A", "pytest_celery_astra.process_app", "worker",
+        return [*_celery_program(), "-A", "pytest_celery_astra.workers.process_app", "worker",
                 "--pool", self.pool, "--concurrency", str(self.concurrency), "--hostname", self.hostname,
                 "--queues", ",".join(self.consumed_queues), "--loglevel", "INFO",
                 "--without-heartbeat", "--without-mingle", "--without-gossip"]
@@ -93,6 +93,7 @@ class ProcessWorker:
                # the user's modules are importable here through pytest's pythonpath / rootdir insertion
                "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
         env.pop("PYTEST_XDIST_WORKER", None)  # the worker is not a test process
+        assert self.log_path is not None
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
@@ -102,7 +103,8 @@ class ProcessWorker:
             while not self._answers_ping():
                 if self.process.poll() is not None:
                     raise EmbeddedWorkerError(
-                        f"pytest-celery-astra: the worker process (celery -A pytest_celery_astra.process_app worker) exited with "
+                        f"pytest-celery-astra: the worker process (celery -A pytest_celery_astra.workers.process_app worker) "
+                        f"exited with "
                         f"{self.process.returncode} while starting; its log:\n{self.log_tail()}")
                 if time.monotonic() > deadline:
                     raise EmbeddedWorkerError(
@@ -132,7 +134,7 @@ class ProcessWorker:
         running it): it is not waited for, which would cost the whole countdown or ``timeout``."""
         if self.process is None or self.process.poll() is not None:
             return True
-        from .worker import purge_queues
+        from pytest_celery_astra.workers.thread import purge_queues
 
         purge_queues(self.app, self.consumed_queues)
         inspect = self.app.control.inspect(destination=[self.hostname], timeout=1.0)
@@ -198,7 +200,7 @@ class ProcessWorker:
             self.process = None
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        from .masking import mask_text
+        from pytest_celery_astra.masking import mask_text
 
         if self.log_path is None or not self.log_path.exists():
             return "(no log)"

@@ -35,7 +35,7 @@ def standing_by(requested: set[str], running: list) -> list:
 @contextmanager
 def only_requested_workers_consume(item: pytest.Item, running: list) -> Iterator[None]:
     """For the call of ``item``: the workers it did not ask for, beside one of the same app it did, stand by."""
-    idle = standing_by(set(item.fixturenames), running)
+    idle = standing_by(set(getattr(item, "fixturenames", ())), running)
     paused = [worker for worker in idle if _set_consuming(worker, False)]
     try:
         yield

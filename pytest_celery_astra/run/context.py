@@ -12,15 +12,21 @@ from pathlib import Path
 
 import pytest
 
-from . import interrupts
-from .broker import BrokerChoice, check_broker_url, check_url_isolates_workers, choose_broker
-from .coordination import RunState
-from .database import CassandraTarget
-from .engine import EngineProbe, no_engine_message, probe_engine
-from .errors import ConfigurationError, ServiceStartError
-from .naming import astra_table_name, keyspace_name
-from .services import CANCEL_STARTS, ContainerSpec, RunningService, cassandra_spec, check_not_cancelled
-from .settings import Settings
+from pytest_celery_astra.brokers.choice import BrokerChoice, check_broker_url, check_url_isolates_workers, choose_broker
+from pytest_celery_astra.cassandra.database import CassandraTarget
+from pytest_celery_astra.containers.coordination import RunState
+from pytest_celery_astra.containers.engine import EngineProbe, no_engine_message, probe_engine
+from pytest_celery_astra.containers.services import (
+    CANCEL_STARTS,
+    ContainerSpec,
+    RunningService,
+    cassandra_spec,
+    check_not_cancelled,
+)
+from pytest_celery_astra.errors import ConfigurationError, ServiceStartError
+from pytest_celery_astra.naming import astra_table_name, keyspace_name
+from pytest_celery_astra.run import interrupts
+from pytest_celery_astra.settings import Settings
 
 RUN_CONTEXT_KEY = pytest.StashKey["RunContext"]()
 
@@ -80,7 +86,7 @@ class RunContext:
         if settings.deferred_problem:
             raise ConfigurationError(settings.deferred_problem)
         if settings.astra:
-            from .astra import check_astra_settings
+            from pytest_celery_astra.astra.preflight import check_astra_settings
 
             check_astra_settings(settings)
             if settings.astra_bundle is None:
@@ -92,16 +98,16 @@ class RunContext:
             except ValueError as error:
                 raise ConfigurationError(f"pytest-celery-astra: {error}.") from None
         if settings.app is not None:
-            from .celery_app import load_app
+            from pytest_celery_astra.celery_app import load_app
 
             load_app(settings.app)
         self.broker  # noqa: B018 - resolves auto and refuses url mode without a URL
 
     def _download_bundle(self) -> None:
         """``--astra-db-id`` without a bundle: fetch a fresh one into this process's private directory."""
-        from .astra import check_bundle
-        from .bundle import private_directory
-        from .bundle_download import BundleDownloadError, download_bundle
+        from pytest_celery_astra.astra.bundle import private_directory
+        from pytest_celery_astra.astra.bundle_download import BundleDownloadError, download_bundle
+        from pytest_celery_astra.astra.preflight import check_bundle
 
         settings = self.settings
         target = private_directory() / "secure-connect-bundle.zip"
@@ -144,9 +150,9 @@ class RunContext:
         run makes a keyspace of its own, named by its run id."""
         if not self.leases_keyspaces:
             return None
-        from .database import lease_fingerprint
-        from .leases import acquire
-        from .naming import leased_keyspace_name
+        from pytest_celery_astra.cassandra.database import lease_fingerprint
+        from pytest_celery_astra.cassandra.leases import acquire
+        from pytest_celery_astra.naming import leased_keyspace_name
 
         keyspace_prefix = prefix or self.settings.keyspace
         return acquire(self.services["cassandra"].container_id, keyspace_prefix,
@@ -230,7 +236,12 @@ class RunContext:
         answers before Cassandra: its vhosts are made from then on, while Cassandra still boots — all
         xdist workers' at once by the worker that started it, else this worker's own in the background
         (broker.prepare_vhost)."""
-        from .broker import prepare_vhost, with_worker_vhosts, worker_vhost, xdist_worker_vhosts
+        from pytest_celery_astra.brokers.choice import (
+            prepare_vhost,
+            with_worker_vhosts,
+            worker_vhost,
+            xdist_worker_vhosts,
+        )
 
         settings = self.settings
         try:
@@ -277,7 +288,7 @@ class RunContext:
             else:
                 username, password = settings.astra_client_id, settings.astra_client_secret
             if self.bundle_copy is None:
-                from .bundle import private_copy
+                from pytest_celery_astra.astra.bundle import private_copy
 
                 self.bundle_copy = private_copy(settings.astra_bundle)
             return CassandraTarget(bundle_path=str(self.bundle_copy),

@@ -11,9 +11,9 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from .engine import docker_client
-from .errors import CeleryAstraError
-from .services import READINESS_PROBES, RunningService
+from pytest_celery_astra.containers.engine import docker_client
+from pytest_celery_astra.containers.services import READINESS_PROBES, RunningService
+from pytest_celery_astra.errors import CeleryAstraError
 
 
 class FaultError(CeleryAstraError):

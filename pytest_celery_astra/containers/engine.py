@@ -218,7 +218,7 @@ def _api_request(method: str, path: str, timeout: float) -> tuple[int, bytes] | 
     if parsed.scheme == "unix":
         connection: http.client.HTTPConnection = _UnixHTTPConnection(parsed.path, timeout)
     elif parsed.scheme in ("tcp", "http") and not _tls_configured():
-        connection = http.client.HTTPConnection(parsed.hostname, parsed.port or 2375, timeout=timeout)
+        connection = http.client.HTTPConnection(parsed.hostname or "localhost", parsed.port or 2375, timeout=timeout)
     else:
         return None
     try:

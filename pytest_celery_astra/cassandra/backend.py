@@ -45,14 +45,15 @@ import collections
 import copy
 import threading
 import time
+from typing import Any
 
 import celery
 from celery import states
 from celery.backends.cassandra import CassandraBackend, buf_t
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 
-from .database import CassandraTarget
-from .result_rows import DELETES, WRITTEN, known_absent
+from pytest_celery_astra.cassandra.database import CassandraTarget
+from pytest_celery_astra.cassandra.result_rows import DELETES, WRITTEN, known_absent
 
 # Celery 5.7 reads a task's row before storing it (to keep a first SUCCESS); earlier releases only write.
 # Public: the bench's floor of Celery's own queries per task uses it too.
@@ -113,6 +114,10 @@ class TestCassandraBackend(CassandraBackend):
     """Celery's Cassandra backend with a short poll interval and a worker health check."""
 
     __test__ = False
+    # Set by Celery's CassandraBackend.__init__ (Celery has no type information).
+    cassandra_options: dict
+    _read_stmt: Any
+    _write_stmt: Any
 
     def __init__(self, *args, port=None, **kwargs):
         super().__init__(*args, port=port, **kwargs)

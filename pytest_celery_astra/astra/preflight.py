@@ -8,8 +8,8 @@ import zipfile
 
 import pytest
 
-from .database import STALE_AFTER, is_stale, mark_owner, parse_mark  # noqa: F401 - STALE_AFTER re-exported
-from .settings import Settings
+from pytest_celery_astra.cassandra.database import STALE_AFTER, is_stale, mark_owner, parse_mark  # noqa: F401 - STALE_AFTER re-exported
+from pytest_celery_astra.settings import Settings
 
 BUNDLE_FILES = ("config.json", "ca.crt", "cert", "key")
 REFUSED_WRITE_CONSISTENCY = ("ONE", "ANY", "LOCAL_ONE")
@@ -94,7 +94,7 @@ def check_table_budget(cluster, run_id: str, run_tables: int, limit: int) -> Non
     """Before any test: the tables of the database (other runs' and everyone else's) plus the result
     tables this run will create (one per xdist worker) must fit Astra's limit, or the run stops now
     with one sentence instead of a raw error from the server half-way through."""
-    from .errors import DatabaseSetupError
+    from pytest_celery_astra.errors import DatabaseSetupError
 
     foreign, stale = 0, 0
     for name, keyspace in cluster.metadata.keyspaces.items():

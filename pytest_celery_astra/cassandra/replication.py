@@ -117,7 +117,8 @@ def unavailable_sentence(keyspace: str, replication: Replication | None, error: 
         return (f"pytest-celery-astra: too few replicas of keyspace {keyspace} are alive ({detail}); a Cassandra "
                 f"node is down.")
     if replication.lowest_factor < AUTO_FACTOR:
-        return (f"pytest-celery-astra: a Cassandra node that holds the only replica{'s' if replication.lowest_factor > 1 else ''} "
+        replicas = "replicas" if replication.lowest_factor > 1 else "replica"
+        return (f"pytest-celery-astra: a Cassandra node that holds the only {replicas} "
                 f"of rows in keyspace {keyspace} is down ({detail}): the keyspace has "
                 f"{replication.describe()}, which cannot survive a node down; set {SETTING} to 3 (or auto) "
                 f"on a cluster of 3 or more nodes.")

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import dataclasses
+import json
 import logging
 import os
 import threading
 from urllib.parse import urlsplit
 
-from .engine import EngineProbe
-from .naming import key_prefix, vhost_name
-from .services import ContainerSpec, RunningService, exec_in_container, rabbitmq_spec, redis_spec
-from .masking import mask_url, url_for_message
-from .rabbitmq_admin import AdminApiError, define_vhost, delete_vhosts
-from .settings import Settings
+from pytest_celery_astra.brokers.rabbitmq_admin import AdminApiError, define_vhost, delete_vhosts
+from pytest_celery_astra.containers.engine import EngineProbe
+from pytest_celery_astra.containers.services import (
+    ContainerSpec,
+    RunningService,
+    exec_in_container,
+    rabbitmq_spec,
+    redis_spec,
+)
+from pytest_celery_astra.masking import mask_url, url_for_message
+from pytest_celery_astra.naming import key_prefix, vhost_name
+from pytest_celery_astra.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +89,7 @@ def check_broker_url(url: str) -> None:
                 f"broker URL {shown} has {'no transport' if not scheme else f'an unknown transport {scheme!r}'} "
                 f"(expected amqp://, redis://, memory://, ...); {fix}")
         try:
-            urlsplit(candidate).port  # a port that is not a number raises ValueError
+            _ = urlsplit(candidate).port  # a port that is not a number raises ValueError
         except ValueError:
             raise ValueError(f"broker URL {shown} has a port that is not a number; {fix}") from None
 
@@ -203,7 +209,7 @@ def xdist_worker_vhosts(worker: str, run_id: str, settings: Settings) -> list[st
         return []
     names = [vhost_name(f"gw{number}") for number in range(int(count))]
     own = worker_vhost(worker, run_id, settings)
-    return names if own in names else names + [own]
+    return names if own is None or own in names else names + [own]
 
 
 def with_worker_vhosts(service: RunningService, vhosts: list[str]) -> RunningService:

@@ -1,0 +1,1 @@
+"""The containers a run starts (RabbitMQ, Redis, Cassandra): the engine, readiness, sharing, reuse and faults."""

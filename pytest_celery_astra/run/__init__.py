@@ -1,0 +1,1 @@
+"""One pytest process's run: its context (settings and choices), the report header, interruptions, recovery."""
