@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import pytest
 
@@ -30,6 +30,9 @@ from pytest_celery_astra.errors import CeleryAstraError, ConfigurationError
 from pytest_celery_astra.naming import node_name
 from pytest_celery_astra.run.context import RUN_CONTEXT_KEY, RunContext
 from pytest_celery_astra.run.interrupts import interrupted
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 
 def _context(request: pytest.FixtureRequest) -> RunContext:
@@ -162,53 +165,64 @@ def app(reference: str | None = None, database_fixture: str = "celery_astra_data
         "(keyspace, table, consistency, auth); the user's app when --celery-astra-app names one, its "
         "other settings kept.", scope="session")
     def app_fixture(request: pytest.FixtureRequest, celery_astra_broker_kind):
-        context = _context(request)
-        try:
-            # Checked before any container starts: a wrong app path or broker URL costs no start-up.
-            context.preflight()
-            celery_app = load_app(reference or context.settings.app)
-            if context.broker.mode == "url":
-                url, transport_options = worker_broker_url(context.broker, context.settings, None, context.worker,
-                                                           context.run_id)
-                check_broker_answers(url, transport_options)
-        except (CeleryAstraError, ImportError) as error:
-            _fail_setup(request, error)
-        except ValueError as error:
-            _fail_setup(request, ConfigurationError(f"pytest-celery-astra: {error}."))
-        db: TestDatabase = request.getfixturevalue(database_fixture)
-        try:
-            services = context.start_services()
-            if context.broker.mode != "url":
-                url, transport_options = worker_broker_url(
-                    context.broker, context.settings, services.get(celery_astra_broker_kind or ""), context.worker,
-                    context.run_id, celery_astra_broker_kind)
-        except CeleryAstraError as error:
-            _fail_setup(request, error)
-        _uses_database(request, database_fixture)
-        if request.fixturename != "celery_astra_app" and celery_app.conf.task_default_queue == "celery":
-            # A second app shares the broker's vhost with the default one: on the same "celery" queue,
-            # each worker would receive the other app's tasks (and drop them as unregistered).
-            celery_app.conf.task_default_queue = request.fixturename
-        configure_app(
-            celery_app, url, transport_options, db.target.celery_settings(), db.keyspace, db.result_table,
-            context.settings.read_consistency, context.settings.write_consistency,
-            context.settings.result_poll_interval)
-        # What a worker process needs to wire the same app the same way (process_app.py).
-        celery_app.celery_astra_wiring = {
-            "app": reference or context.settings.app, "broker_url": str(url), "transport_options": transport_options,
-            "target": {"hosts": list(db.target.hosts), "port": db.target.port, "username": db.target.username,
-                       "password": None if db.target.password is None else str(db.target.password),
-                       "bundle_path": db.target.bundle_path, "protocol_version": db.target.protocol_version},
-            "keyspace": db.keyspace, "table": db.result_table, "read_consistency": context.settings.read_consistency,
-            "write_consistency": context.settings.write_consistency,
-            "poll_interval": context.settings.result_poll_interval,
-            "default_queue": celery_app.conf.task_default_queue, "broker_mode": context.broker.mode}
-        connect_backend_in_background(celery_app)
-        yield celery_app
-        _teardown_step("closing the result backend's Cassandra connection", lambda: close_backend(celery_app))
-        _teardown_step("closing the broker connection pool", lambda: close_broker_pools(celery_app))
+        yield from wired_app(request, lambda: load_app(reference or _context(request).settings.app),
+                             reference or _context(request).settings.app, database_fixture, celery_astra_broker_kind,
+                             own_queue=request.fixturename != "celery_astra_app")
 
     return app_fixture
+
+
+def wired_app(request: pytest.FixtureRequest, make_app: Callable[[], Celery], reference: str | None,
+              database_fixture: str, broker_kind: str | None, own_queue: bool):
+    """Generator behind every app fixture: ``make_app()`` wired to the test broker (of ``broker_kind``) and
+    to the Cassandra of ``database_fixture``; yields the app, then closes its backend and broker pools.
+    ``reference`` (module:attribute) is how a worker process imports the same app; ``own_queue`` gives
+    the app a default queue of its own (named after the fixture) when it uses Celery's "celery"."""
+    context = _context(request)
+    try:
+        # Checked before any container starts: a wrong app path or broker URL costs no start-up.
+        context.preflight()
+        celery_app = make_app()
+        if context.broker.mode == "url":
+            url, transport_options = worker_broker_url(context.broker, context.settings, None, context.worker,
+                                                       context.run_id)
+            check_broker_answers(url, transport_options)
+    except (CeleryAstraError, ImportError) as error:
+        _fail_setup(request, error)
+    except ValueError as error:
+        _fail_setup(request, ConfigurationError(f"pytest-celery-astra: {error}."))
+    db: TestDatabase = request.getfixturevalue(database_fixture)
+    try:
+        services = context.start_services()
+        if context.broker.mode != "url":
+            url, transport_options = worker_broker_url(
+                context.broker, context.settings, services.get(broker_kind or ""), context.worker,
+                context.run_id, broker_kind)
+    except CeleryAstraError as error:
+        _fail_setup(request, error)
+    _uses_database(request, database_fixture)
+    if own_queue and celery_app.conf.task_default_queue == "celery":
+        # A second app shares the broker's vhost with the default one: on the same "celery" queue,
+        # each worker would receive the other app's tasks (and drop them as unregistered).
+        celery_app.conf.task_default_queue = request.fixturename
+    configure_app(
+        celery_app, url, transport_options, db.target.celery_settings(), db.keyspace, db.result_table,
+        context.settings.read_consistency, context.settings.write_consistency,
+        context.settings.result_poll_interval)
+    # What a worker process needs to wire the same app the same way (process_app.py).
+    celery_app.celery_astra_wiring = {
+        "app": reference, "broker_url": str(url), "transport_options": transport_options,
+        "target": {"hosts": list(db.target.hosts), "port": db.target.port, "username": db.target.username,
+                   "password": None if db.target.password is None else str(db.target.password),
+                   "bundle_path": db.target.bundle_path, "protocol_version": db.target.protocol_version},
+        "keyspace": db.keyspace, "table": db.result_table, "read_consistency": context.settings.read_consistency,
+        "write_consistency": context.settings.write_consistency,
+        "poll_interval": context.settings.result_poll_interval,
+        "default_queue": celery_app.conf.task_default_queue, "broker_mode": context.broker.mode}
+    connect_backend_in_background(celery_app)
+    yield celery_app
+    _teardown_step("closing the result backend's Cassandra connection", lambda: close_backend(celery_app))
+    _teardown_step("closing the broker connection pool", lambda: close_broker_pools(celery_app))
 
 
 def worker(app_fixture: str = "celery_astra_app", queues: tuple[str, ...] | None = None) -> Callable:
@@ -235,18 +249,26 @@ def worker(app_fixture: str = "celery_astra_app", queues: tuple[str, ...] | None
             concurrency=settings.worker_concurrency, queues=settings.queues if queues is None else queues,
             start_timeout=settings.worker_timeout, stop_timeout=settings.worker_timeout,
             make_default=app_fixture == "celery_astra_app")
-        embedded.fixturename = request.fixturename
-        try:
-            embedded.start()
-        except CeleryAstraError as error:
-            _fail_setup(request, error)
-        _uses_database(request, request.config.stash[USES_DATABASE_KEY].get(app_fixture))
-        request.config.stash.setdefault(RUNNING_WORKERS_KEY, []).append(embedded)
-        yield embedded
-        request.config.stash[RUNNING_WORKERS_KEY].remove(embedded)
-        embedded.stop()
+        yield from running_worker(request, embedded, app_fixture)
 
     return worker_fixture
+
+
+def running_worker(request: pytest.FixtureRequest, embedded, app_fixture: str):
+    """Generator behind every thread-worker fixture: start ``embedded`` (a set-up error is one sentence),
+    make the per-test settle and cleanup see it, yield it, stop it."""
+    embedded.fixturename = request.fixturename
+    try:
+        embedded.start()
+    except CeleryAstraError as error:
+        _fail_setup(request, error)
+    _uses_database(request, request.config.stash[USES_DATABASE_KEY].get(app_fixture))
+    request.config.stash.setdefault(RUNNING_WORKERS_KEY, []).append(embedded)
+    try:
+        yield embedded
+    finally:
+        request.config.stash[RUNNING_WORKERS_KEY].remove(embedded)
+        embedded.stop()
 
 
 def worker_process(app_fixture: str = "celery_astra_app", queues: tuple[str, ...] | None = None,

@@ -25,6 +25,8 @@ from pytest_celery_astra.errors import EmbeddedWorkerError
 LOG_TAIL_LINES = 60
 # Names the private JSON file process_app.py wires the app from.
 CONFIG_ENV = "CELERY_ASTRA_PROCESS_CONFIG"
+# Written beside the wiring by the worker process: task modules it could not import (process_app.py).
+IMPORT_PROBLEMS = "import-problems.txt"
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -88,7 +90,8 @@ class ProcessWorker:
         self.directory = Path(tempfile.mkdtemp(prefix="pytest-celery-astra-worker-", dir=self.directory_parent))
         config = self.directory / "config.json"
         config.touch(mode=0o600)
-        config.write_text(json.dumps(self.wiring))  # holds the broker and Cassandra passwords: private
+        # holds the broker and Cassandra passwords: private
+        config.write_text(json.dumps({**self.wiring, "task_modules": task_modules(self.app)}))
         env = {**os.environ, CONFIG_ENV: str(config),
                # the user's modules are importable here through pytest's pythonpath / rootdir insertion
                "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
@@ -104,8 +107,7 @@ class ProcessWorker:
                 if self.process.poll() is not None:
                     raise EmbeddedWorkerError(
                         f"pytest-celery-astra: the worker process (celery -A pytest_celery_astra.workers.process_app worker) "
-                        f"exited with "
-                        f"{self.process.returncode} while starting; its log:\n{self.log_tail()}")
+                        f"exited with {self.process.returncode} while starting; its log:\n{self.log_tail()}")
                 if time.monotonic() > deadline:
                     raise EmbeddedWorkerError(
                         f"pytest-celery-astra: the worker process {self.hostname} did not answer a ping within "
@@ -116,6 +118,14 @@ class ProcessWorker:
             raise
         self.app.celery_astra_health_check = self.check
         self.seconds_to_start = time.monotonic() - started
+        problems = self.directory / IMPORT_PROBLEMS
+        if problems.exists():  # imported here: this module is also imported by the worker process
+            import warnings
+
+            import pytest
+
+            for problem in problems.read_text().splitlines():
+                warnings.warn(pytest.PytestWarning(problem))
         return self
 
     def _answers_ping(self) -> bool:
@@ -227,3 +237,15 @@ def _celery_program() -> list[str]:
     script fails on its relative import, so a worker restarted in place would be gone."""
     script = Path(sys.executable).with_name("celery")
     return [sys.executable, str(script)] if script.is_file() else [sys.executable, "-m", "celery"]
+
+
+def task_modules(app) -> dict[str, list[str]]:
+    """Modules that define the app's tasks in this process (test modules too: pytest imported them while
+    collecting), with their task names: the worker process imports them, so a task defined in a test
+    module runs there as it does on the thread worker."""
+    modules: dict[str, list[str]] = {}
+    for name, task in sorted(app.tasks.items()):
+        module = getattr(task, "__module__", None) or ""
+        if module and not module.startswith("celery.") and module != "__main__":
+            modules.setdefault(module, []).append(name)
+    return modules

@@ -8,13 +8,16 @@ Everything else is Celery's own worker command line: pool, concurrency, node nam
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import sys
+from pathlib import Path
 
 from pytest_celery_astra.cassandra.database import CassandraTarget
 from pytest_celery_astra.celery_app import configure_app, load_app
 from pytest_celery_astra.masking import Secret
-from pytest_celery_astra.workers.process import CONFIG_ENV
+from pytest_celery_astra.workers.process import CONFIG_ENV, IMPORT_PROBLEMS
 
 
 def _wired_app():
@@ -27,11 +30,33 @@ def _wired_app():
         password=Secret(password) if password is not None else None, bundle_path=target.get("bundle_path"),
         protocol_version=target.get("protocol_version"))
     app = load_app(config["app"])
+    import_task_modules(config.get("task_modules", {}))
     if config.get("default_queue"):
         app.conf.task_default_queue = config["default_queue"]
     return configure_app(
         app, config["broker_url"], config["transport_options"], cassandra.celery_settings(), config["keyspace"],
         config["table"], config["read_consistency"], config["write_consistency"], config["poll_interval"])
+
+
+def import_task_modules(modules: dict[str, list[str]]) -> None:
+    """Import the modules that define the app's tasks in the test process (test modules among them). One
+    that cannot be imported here is one sentence, in the worker's log and in a file beside the wiring that
+    the test process turns into a warning: the worker drops those tasks as unregistered."""
+    problems = []
+    for module, tasks in modules.items():
+        if module in sys.modules:
+            continue
+        try:
+            importlib.import_module(module)
+        except Exception as error:
+            problems.append(
+                f"pytest-celery-astra: the worker process cannot import module {module!r}, which defines task(s) "
+                f"{', '.join(tasks)} ({type(error).__name__}: {error}); it drops them as unregistered: make the "
+                f"module importable by that name in a fresh process (a package with __init__.py, or pytest's "
+                f"pythonpath ini option), or define the tasks in your app's modules.")
+    if problems:
+        sys.stderr.write("\n".join(problems) + "\n")
+        Path(os.environ[CONFIG_ENV]).with_name(IMPORT_PROBLEMS).write_text("\n".join(problems))
 
 
 app = _wired_app()

@@ -373,3 +373,30 @@ def test_thread_and_process_workers_switch_brokers_cleanly(pytester):
     code, output = run(pytester.path, "-p", "no:randomly", "--celery-astra-broker-kind", "rabbitmq,redis")
     assert code == 0, output
     assert re.search(r"\b8 passed", output), output
+
+
+# A task defined in a test module (on the user's app) is known to the worker process too: pytest imported
+# the module while collecting, and the worker process imports the modules that define the app's tasks.
+TASK_IN_A_TEST_MODULE = '''
+import os
+
+from who import app
+
+
+@app.task(name="tests.defined_here")
+def defined_here(x):
+    return [x * 2, os.getpid()]
+
+
+def test_a_task_defined_in_this_module_runs_on_the_worker_process(celery_astra_worker_process):
+    doubled, pid = defined_here.delay(21).get(timeout=30)
+    assert doubled == 42 and pid != os.getpid()
+'''
+
+
+def test_a_task_defined_in_a_test_module_runs_on_the_worker_process(pytester):
+    pytester.makepyfile(who=WHO_APP, test_here=TASK_IN_A_TEST_MODULE)
+    (pytester.path / "pytest.ini").write_text("[pytest]\ncelery_astra_app = who:app\npythonpath = .\n")
+    code, output = run(pytester.path, "-p", "no:randomly")
+    assert code == 0, output
+    assert re.search(r"\b1 passed", output), output

@@ -170,3 +170,11 @@ def test_several_brokers_as_written(pytester, xdist):
         assert f"tests/test_brokers.py::test_sorts_on_every_broker[{kind}]" in output
     result.stdout.fnmatch_lines(["celery-astra broker: container rabbitmq (image *), redis (image *); *"])
     assert_nothing_left(result)
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["n0", "n2"])
+def test_celery_contrib_style_as_written(pytester, xdist):
+    project_with(pytester, "contrib")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", *xdist, timeout=300)
+    result.assert_outcomes(passed=3)
+    assert_nothing_left(result)
