@@ -8,7 +8,7 @@
     nox -s latest -- -x              # arguments after `--` go to every pytest run
     NOX_PROJECT_TESTS="tests/unit tests/plugin/test_readme.py" nox -s matrix   # a quicker pass
 
-Each session installs the plugin (`-e .[test]`) with exact pins, then runs the plugin's own tests and
+Each session installs the plugin (`-e . --group test`) with exact pins, then runs the plugin's own tests and
 the sortWords example suite (with `-n 0` and `-n 2`). The sessions need the environment printed by
 scripts/provision (nox passes it through). Interpreters are looked up as python3.X on PATH, then in
 pyenv's versions directory ($PYENV_ROOT, default ~/.pyenv).
@@ -84,7 +84,7 @@ nox.options.default_venv_backend = "uv|virtualenv"
 
 
 def _install_and_test(session: nox.Session, pins: dict) -> None:
-    session.install("-e", ".[test]", *(f"{name}=={version}" for name, version in pins.items()))
+    session.install("-e", ".", "--group", "test", *(f"{name}=={version}" for name, version in pins.items()))
     session.run(
         "python",
         "-c",
@@ -140,6 +140,31 @@ def matrix(session: nox.Session, pytest: str, celery: str) -> None:
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
     """ruff (pyproject's [tool.ruff]) and mypy (its [tool.mypy]) over the package, tests, bench and scripts."""
-    session.install("-e", ".[test]", "ruff==0.17.6", "mypy==2.4.1")
+    session.install("-e", ".", "--group", "test", "--group", "lint")
     session.run("ruff", "check", ".")
     session.run("mypy")
+
+
+@nox.session(python="3.11")
+def release(session: nox.Session) -> None:
+    """Build the sdist and the wheel into dist/, check them with twine, and check that the sdist holds what
+    its own tests need (the tests' packages, the example) and builds a wheel from itself."""
+    import glob
+    import tarfile
+
+    session.install("--group", "release")
+    shutil.rmtree("dist", ignore_errors=True)
+    session.run("python", "-m", "build")
+    session.run("python", "-m", "twine", "check", "--strict", *glob.glob("dist/*"))
+    (sdist,) = glob.glob("dist/*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    needed = {"LICENSE", "CHANGELOG.md", "tests/astra_standin/__init__.py", "tests/test_astra_standin.py",
+              "tests/compat/suite/conftest.py", "examples/sortwords/tasks.py", "pytest_celery_astra/py.typed"}
+    missing = sorted(needed - names)
+    if missing:
+        session.error(f"the sdist lacks {missing}")
+    unpacked = session.create_tmp()
+    session.run("tar", "-xzf", sdist, "-C", unpacked, external=True)
+    (root,) = glob.glob(f"{unpacked}/pytest_celery_astra-*")
+    session.run("python", "-m", "build", "--wheel", "--outdir", f"{unpacked}/wheel", root)

@@ -333,7 +333,7 @@ def main() -> int:
 
     chart = write_chart(figures, CHART, f"medians of {len(rounds)} round(s), {os.cpu_count()} cores, "
                                         f"plugin at {git_state()}")
-    print(f"wrote {chart}" if chart else "no chart: matplotlib is not installed (pip install -e .[bench])")
+    print(f"wrote {chart}" if chart else "no chart: matplotlib is not installed (pip install -e . --group bench)")
     ws.remove()
     return 1 if failed else 0
 

@@ -15,8 +15,9 @@ import socket
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from pytest_celery_astra.containers.cql_probe import probe_cql
 from pytest_celery_astra.containers.engine import (
@@ -179,7 +180,26 @@ CREATE_LOCK = Path(tempfile.gettempdir()) / "pytest-celery-astra.create.lock"
 def _create_and_start(container, service: str) -> None:
     with file_lock(CREATE_LOCK):
         check_not_cancelled(service)  # once it is this start's turn: the lock may have taken a while
-        container.start()
+        with _without_the_reaper():
+            container.start()
+
+
+@contextmanager
+def _without_the_reaper() -> Iterator[None]:
+    """testcontainers' reaper (Ryuk, on by default with Docker) removes a process's containers once that
+    process exits. The run's containers outlive the process that starts them: under xdist it is whichever
+    worker needed them first, and xdist ends a worker as soon as it has no tests left, while the others
+    still use them; kept containers (reuse) must outlive the run. So the plugin starts them without the
+    reaper and removes them itself: at the end of the run, after Ctrl-C and SIGTERM, and a killed run's
+    at the next run's start (coordination.py)."""
+    from testcontainers.core.config import testcontainers_config
+
+    before = testcontainers_config.ryuk_disabled
+    testcontainers_config.ryuk_disabled = True
+    try:
+        yield
+    finally:
+        testcontainers_config.ryuk_disabled = before
 
 
 def check_not_cancelled(service: str) -> None:
