@@ -168,3 +168,10 @@ def release(session: nox.Session) -> None:
     session.run("tar", "-xzf", sdist, "-C", unpacked, external=True)
     (root,) = glob.glob(f"{unpacked}/pytest_celery_astra-*")
     session.run("python", "-m", "build", "--wheel", "--outdir", f"{unpacked}/wheel", root)
+
+
+@nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """The documentation site (mkdocs.yml, docs/): built with --strict, so a broken page or link fails."""
+    session.install("--group", "docs")
+    session.run("mkdocs", "build", "--strict", "--site-dir", session.create_tmp() + "/site")

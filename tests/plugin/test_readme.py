@@ -1,6 +1,8 @@
-"""The README is the contract: every snippet a user would paste runs here, verbatim, against real services.
+"""The README and the docs are the contract: every snippet a user would paste runs here, verbatim, against
+real services.
 
-Snippets are marked in README.md with ``<!-- readme-test: GROUP/PATH -->`` right above the fenced block;
+Snippets are marked in README.md and docs/*.md with ``<!-- readme-test: GROUP/PATH -->`` right above the
+fenced block;
 each group becomes a pytester project (next to the sortWords example's tasks.py and celeryconfig.py)
 with each block written, unchanged, to PATH.
 """
@@ -15,7 +17,10 @@ from tests.plugin.test_plugin import containers_of_run, run_id_of
 pytestmark = pytest.mark.usefixtures("container_engine")
 
 ROOT = Path(__file__).resolve().parents[2]
-README = (ROOT / "README.md").read_text()
+# The README and every docs page, each pastable block checked in its own page.
+PAGES = {path.relative_to(ROOT).as_posix(): path.read_text()
+         for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]}
+README = "\n".join(PAGES.values())
 EXAMPLE = ROOT / "examples" / "sortwords"
 MARKED = re.compile(r"<!-- readme-test: (?P<path>\S+)[^>]*-->\n```[\w-]*\n(?P<body>.*?)```", re.S)
 FENCE = re.compile(r"^```(?P<lang>[\w-]*)\n", re.M)
@@ -49,13 +54,15 @@ def assert_nothing_left(result) -> None:
 def test_every_pastable_block_is_tested():
     """A python/ini/toml block without a readme-test marker would be a promise nobody checks."""
     untested = []
-    for fence in FENCE.finditer(README):
-        if fence["lang"] not in PASTABLE:
-            continue
-        before = README[:fence.start()].rstrip().splitlines()[-1]
-        if not before.startswith("<!-- readme-test:"):
-            untested.append(README[fence.end():fence.end() + 60].splitlines()[0])
+    for page, text in PAGES.items():
+        for fence in FENCE.finditer(text):
+            if fence["lang"] not in PASTABLE:
+                continue
+            before = text[:fence.start()].rstrip().splitlines()[-1]
+            if not before.startswith("<!-- readme-test:"):
+                untested.append(f"{page}: {text[fence.end():fence.end() + 60].splitlines()[0]}")
     assert untested == []
+    assert len(PAGES) > 10  # README.md and the docs pages
 
 
 def test_quickstart_as_written(pytester):
