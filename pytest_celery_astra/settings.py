@@ -253,26 +253,64 @@ SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Resolved settings: ``values`` by name and ``sources`` saying where each came from."""
+    """Resolved settings: one typed attribute per setting of :data:`SETTINGS` (a unit test holds the two
+    together), ``sources`` saying where each value came from, and a bad environment value kept for later."""
 
-    values: Mapping[str, Any]
     sources: Mapping[str, str]
+    app: str | None
+    broker: str
+    broker_kind: str
+    broker_url: Secret | None
+    rabbitmq_image: str
+    redis_image: str
+    cassandra_image: str
+    cassandra_hosts: tuple[str, ...] | None
+    cassandra_port: int
+    cassandra_username: str | None
+    cassandra_password: Secret | None
+    keyspace: str
+    table: str
+    replication: str
+    read_consistency: str
+    write_consistency: str
+    worker_pool: str
+    worker_concurrency: int
+    worker_kind: str
+    worker_process_pool: str
+    worker_process_concurrency: int
+    queues: tuple[str, ...]
+    startup_timeout: float
+    worker_timeout: float
+    result_poll_interval: float
+    cleanup: bool
+    drop_stale: bool
+    reuse_containers: bool
+    astra: bool
+    astra_bundle: str | None
+    astra_db_id: str | None
+    astra_db_region: str | None
+    astra_devops_url: str
+    astra_token: Secret | None
+    astra_client_id: str | None
+    astra_client_secret: Secret | None
+    astra_keyspace: str | None
+    astra_table_limit: int
+    astra_drop_stale: bool
     deferred_problem: str | None = None
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """Every setting's value by name."""
+        return {setting.name: getattr(self, setting.name) for setting in SETTINGS}
 
     @property
     def configured(self) -> bool:
         """True when the project set any setting on the command line or in its ini file."""
         return any(source.startswith(("option ", "ini ")) for source in self.sources.values())
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.values[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
     def describe(self, name: str) -> str:
         """``value (source)`` for the report header; secrets masked."""
-        value = self.values[name]
+        value = getattr(self, name)
         if isinstance(value, tuple):
             value = ",".join(value)
         return f"{value} ({self.sources[name]})"
@@ -337,7 +375,7 @@ def resolve_settings(
             continue
         values[setting.name] = Secret(value) if setting.secret and isinstance(value, str) else value
         sources[setting.name] = source
-    return Settings(values=values, sources=sources, deferred_problem=deferred)
+    return Settings(sources=sources, deferred_problem=deferred, **values)
 
 
 # pytest keeps what follows a value in an ini file: `key = tasks:app  # note` reads as

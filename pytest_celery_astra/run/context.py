@@ -9,6 +9,7 @@ import time
 from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -24,6 +25,7 @@ from pytest_celery_astra.containers.services import (
     check_not_cancelled,
 )
 from pytest_celery_astra.errors import ConfigurationError, ServiceStartError
+from pytest_celery_astra.masking import Secret
 from pytest_celery_astra.naming import astra_table_name, keyspace_name
 from pytest_celery_astra.run import interrupts
 from pytest_celery_astra.settings import Settings
@@ -113,8 +115,9 @@ class RunContext:
         target = private_directory() / "secure-connect-bundle.zip"
         self.bundle_copy = target  # removed at the end of the process, downloaded or not
         try:
-            region = download_bundle(target, settings.astra_db_id, settings.astra_token, settings.astra_db_region,
-                                     settings.astra_devops_url)
+            # preflight() checked both are given (check_astra_settings)
+            region = download_bundle(target, cast(str, settings.astra_db_id), cast(str, settings.astra_token),
+                                     settings.astra_db_region, settings.astra_devops_url)
         except BundleDownloadError as error:
             raise ConfigurationError(f"pytest-celery-astra (--astra): {error}.") from None
         check_bundle(str(target))
@@ -132,7 +135,7 @@ class RunContext:
 
     def keyspace(self, prefix: str | None = None) -> str:
         if self.settings.astra:
-            return self.settings.astra_keyspace
+            return cast(str, self.settings.astra_keyspace)  # checked given by preflight() (check_astra_settings)
         return self.keyspace_of(self.worker, prefix)
 
     @property
@@ -283,6 +286,8 @@ class RunContext:
     def cassandra_target(self) -> CassandraTarget:
         settings = self.settings
         if self.cassandra_mode == "astra":
+            username: str | None
+            password: Secret | None
             if settings.astra_token is not None:
                 username, password = "token", settings.astra_token
             else:
@@ -290,12 +295,12 @@ class RunContext:
             if self.bundle_copy is None:
                 from pytest_celery_astra.astra.bundle import private_copy
 
-                self.bundle_copy = private_copy(settings.astra_bundle)
+                self.bundle_copy = private_copy(cast(str, settings.astra_bundle))  # given, or downloaded above
             return CassandraTarget(bundle_path=str(self.bundle_copy),
                                    bundle_origin=self.bundle_origin or settings.astra_bundle,
                                    username=username, password=password)
         if self.cassandra_mode == "hosts":
-            return CassandraTarget(hosts=settings.cassandra_hosts, port=settings.cassandra_port,
+            return CassandraTarget(hosts=settings.cassandra_hosts or (), port=settings.cassandra_port,
                                    username=settings.cassandra_username, password=settings.cassandra_password)
         service = self.services["cassandra"]
         return CassandraTarget(hosts=(service.host,), port=service.port, protocol_version=5)

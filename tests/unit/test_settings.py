@@ -91,3 +91,23 @@ def test_the_docs_settings_table_names_every_setting_as_it_is_spelled():
                for door in (setting.cli_option, setting.ini_key, setting.env_var)
                if f"`{door}`" not in rows.get(setting.name, "")]
     assert missing == []
+
+
+def test_the_typed_settings_have_one_attribute_per_setting_and_its_defaults_fit_their_types():
+    """Settings is typed by hand, one attribute per SETTINGS row: this holds the two together (the
+    annotations are read as text: Python 3.9 cannot evaluate ``str | None``)."""
+    import dataclasses
+
+    from pytest_celery_astra.masking import Secret
+    from pytest_celery_astra.settings import Settings
+
+    fields = {field.name: field.type for field in dataclasses.fields(Settings)}
+    assert [name for name in fields if name not in ("sources", "deferred_problem")] == [s.name for s in SETTINGS]
+    kinds = {"str": str, "int": int, "float": float, "bool": bool, "tuple[str, ...]": tuple, "Secret": Secret,
+             "None": type(None)}
+    defaults = resolve_settings({}, {}, {})
+    for setting in SETTINGS:
+        allowed = tuple(kinds[part.strip()] for part in str(fields[setting.name]).split("|"))
+        value = getattr(defaults, setting.name)
+        assert isinstance(value, allowed), (setting.name, value, fields[setting.name])
+        assert (setting.secret and value is not None) <= isinstance(value, Secret)
