@@ -400,3 +400,54 @@ def test_a_task_defined_in_a_test_module_runs_on_the_worker_process(pytester):
     code, output = run(pytester.path, "-p", "no:randomly")
     assert code == 0, output
     assert re.search(r"\b1 passed", output), output
+
+
+# A second app on the real worker process, as the README's one line has it.
+BILLING_APP = '''
+import os
+
+from celery import Celery
+
+app = Celery("billing")
+
+
+@app.task(name="billing.invoice")
+def invoice(number):
+    return [f"invoice {number}", os.getpid()]
+'''
+
+BILLING_CONFTEST = '''
+from pytest_celery_astra import factories
+
+billing_database = factories.database(keyspace_prefix="billing")
+billing_app = factories.app("billing:app", database_fixture="billing_database")
+billing_process = factories.worker_process(app_fixture="billing_app")
+'''
+
+BILLING_TESTS = '''
+import os
+
+from billing import invoice
+from who import pid
+
+
+def test_the_second_app_runs_on_its_worker_process(billing_process, billing_database):
+    text, worker_pid = invoice.delay(7).get(timeout=30)
+    assert text == "invoice 7" and worker_pid != os.getpid()   # a prefork child of the worker process
+    assert billing_database.keyspace.startswith("billing")
+
+
+def test_the_default_app_beside_it(celery_astra_worker, billing_process):
+    assert pid.delay().get(timeout=30) == os.getpid()          # the thread worker
+    assert invoice.delay(8).get(timeout=30)[1] != os.getpid()   # the process worker
+'''
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["n0", "n2"])
+def test_a_second_app_on_its_own_worker_process(pytester, xdist):
+    pytester.makepyfile(who=WHO_APP, billing=BILLING_APP, test_billing=BILLING_TESTS)
+    pytester.makeconftest(BILLING_CONFTEST)
+    (pytester.path / "pytest.ini").write_text("[pytest]\ncelery_astra_app = who:app\npythonpath = .\n")
+    code, output = run(pytester.path, "-p", "no:randomly", *xdist)
+    assert code == 0, output
+    assert re.search(r"\b2 passed", output), output
