@@ -171,7 +171,10 @@ def celery_app(request: pytest.FixtureRequest, celery_session_app):
 
 @pytest.fixture
 def celery_worker(celery_session_worker, celery_app):
-    """The worker running ``celery_app``'s tasks (the session worker)."""
+    """The worker running ``celery_app``'s tasks (the session worker), knowing every task registered so far:
+    Celery's plugin starts a worker per test, after the test's fixtures registered theirs."""
+    if celery_session_worker.consumer is not None:
+        celery_session_worker.consumer.update_strategies()
     return celery_session_worker
 
 

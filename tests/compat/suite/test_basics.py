@@ -122,3 +122,16 @@ def test_large_argument_round_trips(celery_app, celery_worker):
     celery_worker.reload()
     payload = {"words": ["w%d" % n for n in range(2000)], "nested": {"a": [1, 2, {"b": None}]}}
     assert echo.delay(payload).get(timeout=10) == payload
+
+
+@pytest.fixture
+def tripler(celery_app):
+    @celery_app.task(name="suite.basics.tripler")
+    def triple(x):
+        return 3 * x
+
+    return triple
+
+
+def test_a_task_defined_by_a_fixture_needs_no_reload(celery_app, tripler, celery_worker):
+    assert tripler.delay(3).get(timeout=10) == 9
