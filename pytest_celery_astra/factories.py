@@ -118,6 +118,7 @@ def database(keyspace_prefix: str | None = None) -> Callable:
         databases = request.config.stash.setdefault(DATABASES_KEY, {})
         databases[request.fixturename] = db
         _uses_database(request, request.fixturename)
+        db.reached = False  # the plugin's own set-up requests above are not a test's (see TestDatabase.reached)
         yield db
         databases.pop(request.fixturename, None)
         _teardown_step("finishing the last test's result-row deletes", lambda: _forget_result_rows(db))
