@@ -1,0 +1,96 @@
+"""The result-row ledger (cassandra/result_rows.py) with a fake driver session: no services."""
+
+import threading
+
+import pytest
+
+from pytest_celery_astra.cassandra import result_rows
+from pytest_celery_astra.errors import CleanupError
+
+TABLE = ("ks", "celery_results")
+
+
+class Future:
+    def __init__(self, error=None):
+        self.error = error
+
+    def result(self):
+        if self.error:
+            raise self.error
+
+
+class Session:
+    """Records what is sent; execute_async's futures fail for ids in ``async_failures``, execute for ``failures``."""
+
+    def __init__(self, async_failures=(), failures=()):
+        self.async_failures, self.failures = set(async_failures), set(failures)
+        self.sent, self.executed = [], []
+
+    def execute_async(self, statement, values):
+        self.sent.append(values[0])
+        return Future(RuntimeError("node restarting") if values[0] in self.async_failures else None)
+
+    def execute(self, statement, values, timeout=None):
+        self.executed.append(values[0])
+        if values[0] in self.failures:
+            raise RuntimeError("Unavailable: 1 replica of 2 alive\nmore")
+
+
+def test_written_ids_are_taken_once_per_table():
+    written = result_rows._WrittenIds()
+    written.add(TABLE, "a")
+    written.add(TABLE, "b")
+    written.add(("other", "t"), "c")
+    assert (TABLE, "a") in written and (TABLE, "c") not in written
+    assert written.take(TABLE) == {"a", "b"}
+    assert written.take(TABLE) == set() and (("other", "t"), "c") in written
+
+
+def test_deletes_are_sent_at_once_and_waited_for_later():
+    deletes, session = result_rows._DeletesInFlight(), Session()
+    deletes.send(TABLE, session, "DELETE", ["a", "b"])
+    assert session.sent == ["a", "b"] and deletes.pending(TABLE, "a") and not deletes.pending(TABLE, "z")
+    deletes.wait(TABLE)
+    assert not deletes.pending(TABLE, "a") and session.executed == []
+
+
+def test_a_failed_delete_is_sent_once_more():
+    deletes, session = result_rows._DeletesInFlight(), Session(async_failures={"b"})
+    deletes.send(TABLE, session, "DELETE", ["a", "b"])
+    deletes.wait(TABLE)
+    assert session.executed == ["b"]
+
+
+def test_a_delete_that_fails_twice_is_one_sentence():
+    deletes, session = result_rows._DeletesInFlight(), Session(async_failures={"b"}, failures={"b"})
+    deletes.send(TABLE, session, "DELETE", ["b"])
+    with pytest.raises(CleanupError, match=r"^pytest-celery-astra: deleting the previous test's result row b from "
+                                           r"ks.celery_results failed: Unavailable: 1 replica of 2 alive$"):
+        deletes.wait(TABLE)
+
+
+def test_wait_if_pending_waits_only_for_an_id_in_flight():
+    deletes, session = result_rows._DeletesInFlight(), Session(async_failures={"a"})
+    deletes.send(TABLE, session, "DELETE", ["a"])
+    deletes.wait_if_pending(TABLE, "other")
+    assert session.executed == [] and deletes.pending(TABLE, "a")
+    deletes.wait_if_pending(TABLE, "a")
+    assert session.executed == ["a"] and not deletes.pending(TABLE, "a")
+
+
+def test_forget_drops_the_error_of_a_table_being_dropped():
+    deletes, session = result_rows._DeletesInFlight(), Session(async_failures={"a"}, failures={"a"})
+    deletes.send(TABLE, session, "DELETE", ["a"])
+    deletes.forget(TABLE)
+    assert not deletes.pending(TABLE, "a")
+
+
+def test_an_id_is_known_absent_only_while_rows_all_come_from_here(monkeypatch):
+    event, written = threading.Event(), result_rows._WrittenIds()
+    monkeypatch.setattr(result_rows, "ROWS_ONLY_FROM_HERE", event)
+    monkeypatch.setattr(result_rows, "WRITTEN", written)
+    assert not result_rows.known_absent(TABLE, "x")
+    event.set()
+    assert result_rows.known_absent(TABLE, "x")
+    written.add(TABLE, "x")
+    assert not result_rows.known_absent(TABLE, "x")   # stored before: Celery's read-before-write applies
