@@ -61,6 +61,25 @@ MATRIX = [
 ]
 
 
+# Run in `latest` only, to keep CI inside its time budget (each of these costs 20-130 s): a second
+# xdist variant of a test that also runs with -n 0 at the floors, Celery's own plugin running the
+# compatibility suite (tests/compat: the layer itself runs at the floors through the README's contrib
+# snippet, -n 0 and -n 2), and stock-Celery demonstrations already run at the floors by their sibling tests.
+LATEST_ONLY = [
+    "tests/compat/test_celery_contrib.py",
+    "tests/plugin/test_process_worker.py::test_the_example_suite_runs_unchanged_against_celery_worker_processes[n2]",
+    "tests/plugin/test_process_worker.py::test_the_example_suite_on_worker_processes_switches_brokers_cleanly[n2]",
+    "tests/plugin/test_process_worker.py::test_a_test_gets_the_worker_it_asked_for[n2]",
+    "tests/plugin/test_process_worker.py::test_a_second_app_on_its_own_worker_process[n2]",
+    "tests/plugin/test_process_worker.py::test_without_the_pattern_a_session_made_before_the_fork_fails_in_the_children",
+    "tests/plugin/test_interruptions.py::test_interrupted_run_leaves_nothing[mid-run-sigint-twice-n2]",
+    "tests/plugin/test_interruptions.py::test_interrupted_run_leaves_nothing[mid-run-sigterm-n2]",
+    "tests/plugin/test_interruptions.py::test_interrupted_run_leaves_nothing[mid-run-sigint-then-sigterm-n2]",
+    "tests/plugin/test_shared_services.py::test_eight_xdist_workers[memory]",
+    "tests/plugin/test_shared_services.py::test_eight_xdist_workers[redis]",
+    "tests/plugin/test_shared_services.py::test_two_concurrent_runs_with_container_reuse",
+]
+
 SHOWN = ("pytest", "celery", "kombu", "cassandra-driver", "testcontainers", "pytest-xdist", "redis")
 
 
@@ -83,7 +102,7 @@ _expose_pyenv_pythons()
 nox.options.default_venv_backend = "uv|virtualenv"
 
 
-def _install_and_test(session: nox.Session, pins: dict) -> None:
+def _install_and_test(session: nox.Session, pins: dict, deselect: tuple = ()) -> None:
     session.install("-e", ".", "--group", "test", *(f"{name}=={version}" for name, version in pins.items()))
     session.run(
         "python",
@@ -94,7 +113,7 @@ def _install_and_test(session: nox.Session, pins: dict) -> None:
     # NOX_PROJECT_TESTS narrows the project's own tests (paths or -k), e.g. for a quick pass over the matrix.
     project_tests = os.environ.get("NOX_PROJECT_TESTS", "tests").split()
     runs = [
-        (".", "project", [*project_tests, *session.posargs]),
+        (".", "project", [*project_tests, *(f"--deselect={test}" for test in deselect), *session.posargs]),
         ("examples/sortwords", "example", list(session.posargs)),
         ("examples/sortwords", "example-xdist", ["-n", "2", *session.posargs]),
     ]
@@ -121,7 +140,8 @@ def _report(session: nox.Session, part: str) -> list:
 @nox.session(python=list(LOWEST_CASSANDRA_DRIVER))
 def lowest(session: nox.Session) -> None:
     """The lowest version of every dependency that the declared ranges allow."""
-    _install_and_test(session, {**LOWEST, "cassandra-driver": LOWEST_CASSANDRA_DRIVER[session.python]})
+    _install_and_test(session, {**LOWEST, "cassandra-driver": LOWEST_CASSANDRA_DRIVER[session.python]},
+                      deselect=tuple(LATEST_ONLY))
 
 
 @nox.session(python="3.13")
