@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, NoReturn
 
 import pytest
 
@@ -39,7 +39,7 @@ def _context(request: pytest.FixtureRequest) -> RunContext:
     return request.config.stash[RUN_CONTEXT_KEY]
 
 
-def _fail_setup(request: pytest.FixtureRequest, error: Exception) -> None:
+def _fail_setup(request: pytest.FixtureRequest, error: Exception) -> NoReturn:
     """One clear sentence instead of a traceback from deep inside a driver, and once per run:
     a session fixture that cannot be set up would fail every later test the same way."""
     request.session.shouldfail = "pytest-celery-astra: stopping the run after the set-up error above"
