@@ -48,7 +48,9 @@ def import_task_modules(modules: dict[str, list[str]]) -> None:
             continue
         try:
             importlib.import_module(module)
-        except Exception as error:
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as error:  # pytest's skip at module level is a BaseException too
             problems.append(
                 f"pytest-celery-astra: the worker process cannot import module {module!r}, which defines task(s) "
                 f"{', '.join(tasks)} ({type(error).__name__}: {error}); it drops them as unregistered: make the "
