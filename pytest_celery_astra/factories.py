@@ -166,9 +166,9 @@ def app(reference: str | None = None, database_fixture: str = "celery_astra_data
         "(keyspace, table, consistency, auth); the user's app when --celery-astra-app names one, its "
         "other settings kept.", scope="session")
     def app_fixture(request: pytest.FixtureRequest, celery_astra_broker_kind):
-        yield from wired_app(request, lambda: load_app(reference or _context(request).settings.app),
-                             reference or _context(request).settings.app, database_fixture, celery_astra_broker_kind,
-                             own_queue=request.fixturename != "celery_astra_app")
+        app_reference = reference or _context(request).settings.app
+        yield from wired_app(request, lambda: load_app(app_reference), app_reference, database_fixture,
+                             celery_astra_broker_kind, own_queue=request.fixturename != "celery_astra_app")
 
     return app_fixture
 
@@ -256,8 +256,8 @@ def worker(app_fixture: str = "celery_astra_app", queues: tuple[str, ...] | None
 
 
 def running_worker(request: pytest.FixtureRequest, embedded, app_fixture: str):
-    """Generator behind every thread-worker fixture: start ``embedded`` (a set-up error is one sentence),
-    make the per-test settle and cleanup see it, yield it, stop it."""
+    """Generator behind every worker fixture, thread or process: start ``embedded`` (a set-up error is one
+    sentence), make the per-test settle and cleanup see it, yield it, stop it."""
     embedded.fixturename = request.fixturename
     try:
         embedded.start()
@@ -307,18 +307,7 @@ def _run_process_worker(request: pytest.FixtureRequest, app_fixture: str, queues
         pool=pool or settings.worker_process_pool, concurrency=concurrency or settings.worker_process_concurrency,
         queues=settings.queues if queues is None else queues, start_timeout=max(settings.worker_timeout, 60.0),
         stop_timeout=settings.worker_timeout, directory_parent=_state_directory(context))
-    process.fixturename = request.fixturename
-    try:
-        process.start()
-    except CeleryAstraError as error:
-        _fail_setup(request, error)
-    _uses_database(request, request.config.stash[USES_DATABASE_KEY].get(app_fixture))
-    request.config.stash.setdefault(RUNNING_WORKERS_KEY, []).append(process)
-    try:
-        yield process
-    finally:
-        request.config.stash[RUNNING_WORKERS_KEY].remove(process)
-        process.stop()
+    yield from running_worker(request, process, app_fixture)
 
 
 def _state_directory(context: RunContext):
