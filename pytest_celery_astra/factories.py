@@ -94,6 +94,8 @@ def database(keyspace_prefix: str | None = None) -> Callable:
                 lease.release(clean=False)
             _fail_setup(request, error)
         try:
+            if context.keeps_cluster_keyspaces:
+                db.take_cluster_lease(keyspace_prefix or context.settings.keyspace)
             db.prepare_keyspace()  # checks the Astra keyspace first
             warn_reaped(_reap_leftovers(context, db))
             if context.cassandra_mode == "astra":

@@ -53,6 +53,11 @@ def leased_keyspace_name(prefix: str, slot: int | str) -> str:
     return short_name(prefix, "kept", str(slot))
 
 
+def lease_registry_name(prefix: str) -> str:
+    """The keyspace of the cluster-wide lease table (cluster_leases.py): ``celery_astra_leases``."""
+    return short_name(prefix, "leases")
+
+
 def astra_table_name(table: str, run_id: str, worker: str) -> str:
     """One result table per run and worker in a shared Astra keyspace.
 

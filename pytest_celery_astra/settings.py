@@ -220,6 +220,9 @@ SETTINGS: tuple[Setting, ...] = (
             default=False, parse=_boolean, flag=True),
     Setting("reuse_containers", "Keep containers after the run and reuse them when their configuration "
             "matches.", default=False, parse=_boolean),
+    Setting("keep_keyspaces", "On an existing cluster (--celery-astra-cassandra-hosts), keep the test keyspaces "
+            "between runs: each process leases one cluster-wide, and a repeat run makes no schema change "
+            "(with containers, --celery-astra-reuse-containers does this).", default=False, parse=_boolean),
     Setting("astra", "Run the Cassandra side against a live Astra DB database.", default=False,
             parse=_boolean, flag=True, cli="--astra", env="CELERY_ASTRA_USE_ASTRA", ini="celery_astra_use_astra"),
     Setting("astra_bundle", "Path of the Astra DB secure connect bundle (zip).",
@@ -285,6 +288,7 @@ class Settings:
     cleanup: bool
     drop_stale: bool
     reuse_containers: bool
+    keep_keyspaces: bool
     astra: bool
     astra_bundle: str | None
     astra_db_id: str | None

@@ -26,6 +26,7 @@ from pytest_celery_astra.owner import Owner
 
 if TYPE_CHECKING:
     from pytest_celery_astra.astra.shared_tables import TableUsers
+    from pytest_celery_astra.cassandra.cluster_leases import ClusterKeyspaceLease
 
 # Seconds a schema change waits for every live node to agree (the driver's default is 10 s; on a 3-node
 # cluster one statement took up to 5.8 s under a -n 4 start).
@@ -202,12 +203,19 @@ def with_mark(cql: str, mark: str) -> str:
     return f"{statement}{joiner}comment = '{mark}'"
 
 
-def lease_fingerprint(result_table: str) -> str:
-    """What a leased keyspace left clean must match to be used as it is: the result table's name and
-    Celery's schema for it (which changed between releases)."""
+def lease_fingerprint(result_table: str, replication: str = "") -> str:
+    """What a leased keyspace left clean must match to be used as it is: the result table's name,
+    Celery's schema for it (which changed between releases) and, on a cluster, the replication."""
     from celery.backends.cassandra import Q_CREATE_RESULT_TABLE
 
-    return hashlib.sha256(f"{OWNER_TABLE}\n{result_table}\n{Q_CREATE_RESULT_TABLE}".encode()).hexdigest()[:16]
+    text = f"{OWNER_TABLE}\n{result_table}\n{Q_CREATE_RESULT_TABLE}" + (f"\n{replication}" if replication else "")
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def statement_digest(cql: str) -> str:
+    """What tells two CREATE TABLE statements apart, whitespace aside (a kept table is used again only for
+    the same statement)."""
+    return hashlib.sha256(" ".join(cql.split()).encode()).hexdigest()[:12]
 
 
 def result_table_ddl(keyspace: str, table: str, comment: str) -> str:
@@ -234,7 +242,7 @@ class TestDatabase:
 
     def __init__(self, target: CassandraTarget, keyspace: str, result_table: str, run_id: str, worker: str,
                  read_consistency: str = "LOCAL_QUORUM", write_consistency: str = "LOCAL_QUORUM",
-                 lease: KeyspaceLease | None = None, replication: str = "auto",
+                 lease: KeyspaceLease | ClusterKeyspaceLease | None = None, replication: str = "auto",
                  replication_source: str = "default", single_node: bool = True):
         self.target = target
         self.keyspace = keyspace
@@ -260,6 +268,11 @@ class TestDatabase:
         # holder left it clean, so no DDL was needed.
         self.lease = lease
         self.adopted = False
+        # In a leased keyspace: the create_table() tables its last holder left (digest of their statement,
+        # tombstones), until this run asks for them; and the digest of each table this run asked for, which
+        # stays for the next holder.
+        self.kept_tables: dict[str, tuple[str, int]] = {}
+        self.table_digests: dict[str, str] = {}
         # Astra mode under xdist: the run-wide record of which workers use each app table (shared_tables.py).
         self.table_users: TableUsers | None = None
         # cassandra-driver's Cluster and Session (the driver has no type information).
@@ -390,22 +403,59 @@ class TestDatabase:
             dropped.append(f"keyspace {name} ({why})")
         return dropped
 
+    def take_cluster_lease(self, prefix: str) -> None:
+        """``keep_keyspaces`` on an existing cluster: lease a kept keyspace cluster-wide (cluster_leases.py)
+        instead of making one named by the run id; when every slot is held, keep the run's own. The lease
+        table is made once per cluster (the only schema changes of a repeat run: none)."""
+        import os
+        import socket
+
+        from pytest_celery_astra.cassandra.cluster_leases import CqlSlots, acquire
+        from pytest_celery_astra.locks import file_lock
+        from pytest_celery_astra.naming import lease_registry_name, leased_keyspace_name
+
+        registry = lease_registry_name(prefix)
+        replication = self.resolve_replication().cql()
+        if not self._has_table(registry, "slots"):
+            from pytest_celery_astra.cassandra.leases import LEASE_DIR
+
+            LEASE_DIR.mkdir(mode=0o700, exist_ok=True)
+            # One process of this host at a time: concurrent CREATE TABLE IF NOT EXISTS may make two tables.
+            with file_lock(LEASE_DIR / f"registry-{registry}.lock"):
+                self.cluster.refresh_schema_metadata(max_schema_agreement_wait=SCHEMA_AGREEMENT_WAIT)
+                if not self._has_table(registry, "slots"):
+                    self.schema_change(f"CREATE KEYSPACE IF NOT EXISTS {registry} WITH replication = {replication}")
+                    self.schema_change(CqlSlots.TABLE_CQL.format(keyspace=registry))
+        holder = f"{self.run_id}/{self.worker}/{socket.gethostname()}/{os.getpid()}"
+        slots = CqlSlots(self.session, registry, consistency_level(self.write_consistency))
+        lease = acquire(slots, lease_fingerprint(self.result_table, replication),
+                        lambda slot: leased_keyspace_name(prefix, slot), holder)
+        if lease is not None:
+            self.lease, self.keyspace = lease, lease.keyspace
+
+    def _has_table(self, keyspace: str, table: str) -> bool:
+        existing = self.cluster.metadata.keyspaces.get(keyspace)
+        return existing is not None and table in existing.tables
+
     def _adopt_leased_keyspace(self) -> bool:
         """Use the leased keyspace as its previous holder left it, when that was clean and it holds
-        exactly the owner table and the result table."""
-        if self.lease is None or not self.lease.was_clean:
+        exactly the owner table, the result table and the create_table() tables it said it left."""
+        if self.lease is None or not self.lease.left.clean:
             return False
+        left = self.lease.left
         existing = self.cluster.metadata.keyspaces.get(self.keyspace)
-        if existing is None or set(existing.tables) != {OWNER_TABLE, self.result_table} or existing.views \
-                or existing.user_types:
+        if existing is None or set(existing.tables) != {OWNER_TABLE, self.result_table, *left.tables} \
+                or existing.views or existing.user_types:
             return False
         self.adopted = True
-        self.tombstones[self.result_table] = self.lease.tombstones
+        self.tombstones[self.result_table] = left.tombstones
+        self.kept_tables = dict(left.tables)
         return True
 
     def return_lease(self, clean: bool) -> None:
-        """End of run on a kept container: leave the leased keyspace clean for the next holder — drop the
-        tables the run added, TRUNCATE the result table if it still has rows — and give the slot back.
+        """End of a run in a leased keyspace: leave it clean for the next holder — drop the tables the run
+        added but through create_table(), TRUNCATE the result table and the create_table() ones if they still
+        have rows — and give the slot back with the create_table() statements' digests.
         Not ``clean`` (an interrupted run), or when that fails, the next holder recreates the keyspace."""
         lease, self.lease = self.lease, None
         if lease is None:
@@ -422,18 +472,22 @@ class TestDatabase:
             if any(found[kind] for kind in ("views", "types", "functions", "aggregates")):
                 lease.release(clean=False)  # rarely made in a test keyspace: the next holder starts afresh
                 return
+            kept = [table for table in found["tables"] if table in self.table_digests]
             for table in found["tables"]:
-                if table not in (OWNER_TABLE, self.result_table):
+                if table not in (OWNER_TABLE, self.result_table, *kept):
                     self.schema_change(f"DROP TABLE IF EXISTS {self.keyspace}.{table}")
-            tombstones = self.tombstones.get(self.result_table, 0)
-            if self.session.execute(f"SELECT * FROM {self.keyspace}.{self.result_table} LIMIT 1",
-                                    timeout=60).one() is not None:
-                self.session.execute(f"TRUNCATE {self.keyspace}.{self.result_table}", timeout=60)
-                tombstones = 0
+            emptied = [self.result_table, *kept]
+            first_rows = [self.session.execute_async(f"SELECT * FROM {self.keyspace}.{table} LIMIT 1", timeout=60)
+                          for table in emptied]
+            for table, rows in zip(emptied, first_rows):
+                if rows.result().one() is not None:  # cleanup off, or the last test's cleanup failed
+                    self.session.execute(f"TRUNCATE {self.keyspace}.{table}", timeout=60)
+                    self.tombstones[table] = 0
         except BaseException:
             lease.release(clean=False)
             raise
-        lease.release(clean=self.result_table in found["tables"], tombstones=tombstones)
+        lease.release(clean=self.result_table in found["tables"], tombstones=self.tombstones.get(self.result_table, 0),
+                      tables={table: (self.table_digests[table], self.tombstones.get(table, 0)) for table in kept})
 
     def _create_own_keyspace(self) -> None:
         existing = self.cluster.metadata.keyspaces.get(self.keyspace)
@@ -513,6 +567,16 @@ class TestDatabase:
 
         mark = table_mark(self.run_id, self.worker)
         statement = with_mark(cql, mark) if cql is not None else ddl_for(self.keyspace, table, mark)
+        if table != self.result_table:
+            digest = statement_digest(cql if cql is not None else ddl_for(self.keyspace, table, ""))
+            self.table_digests[table] = digest
+            kept = self.kept_tables.pop(table, None)
+            if kept is not None and kept[0] == digest:  # left empty by the leased keyspace's last holder
+                self.tombstones[table] = kept[1]
+                self._register_created(table)
+                return
+            if kept is not None:  # the same name, another statement
+                self.schema_change(f"DROP TABLE IF EXISTS {self.keyspace}.{table}")
         try:
             try:
                 self.schema_change(statement)
@@ -536,6 +600,9 @@ class TestDatabase:
                     f"{' (--celery-astra-table)' if table == self.result_table else ''}.") from None
             if found["run"] != self.run_id:  # left by an earlier run: start empty
                 self.session.execute(f"TRUNCATE {self.keyspace}.{table}", timeout=60)
+        self._register_created(table)
+
+    def _register_created(self, table: str) -> None:
         self.created_tables.add(table)
         if self.table_users is not None and table != self.result_table:
             self.table_users.add(table)

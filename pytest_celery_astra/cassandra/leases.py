@@ -8,9 +8,11 @@ the lock when the process ends, however it ends, so a killed run never blocks a 
 
 The file also says how its last holder left the keyspace:
 
-* ``clean <fingerprint> <tombstones>``: ended normally; the keyspace holds only the owner table and an
-  empty result table of that schema (``fingerprint``), with ``tombstones`` deletes since its last
-  TRUNCATE (the janitor's budget carries on). The next holder uses it without any DDL.
+* ``clean <fingerprint> <tombstones> [<table>:<digest>:<tombstones>,...]``: ended normally; the keyspace
+  holds only the owner table, an empty result table of that schema (``fingerprint``), with ``tombstones``
+  deletes since its last TRUNCATE (the janitor's budget carries on), and the empty tables the run made
+  with ``create_table()`` (``digest`` of their CREATE statement). The next holder uses it without any
+  DDL, and a ``create_table()`` of the same statement finds its table there.
 * ``busy <pid>``: held, or its holder was killed (or interrupted): the next holder drops and recreates
   the keyspace, as a run without leases would.
 
@@ -24,10 +26,18 @@ import dataclasses
 import os
 import tempfile
 from pathlib import Path
-from typing import IO
+from typing import IO, Mapping, NamedTuple
 
 LEASE_DIR = Path(tempfile.gettempdir()) / "pytest-celery-astra-leases"
 MAX_SLOTS = 32
+
+
+class LeftState(NamedTuple):
+    """How a slot's last holder left its keyspace."""
+
+    clean: bool  # clean, with this schema
+    tombstones: int  # deletes in the result table since its last TRUNCATE (when ``clean``)
+    tables: dict[str, tuple[str, int]]  # kept tables made by create_table(): digest, tombstones
 
 
 @dataclasses.dataclass
@@ -37,16 +47,15 @@ class KeyspaceLease:
     slot: int
     keyspace: str
     fingerprint: str
-    was_clean: bool  # the previous holder left the keyspace clean, with this schema
-    tombstones: int  # deletes in the result table since its last TRUNCATE (when ``was_clean``)
+    left: LeftState
     handle: IO[str] = dataclasses.field(repr=False)
 
-    def release(self, clean: bool, tombstones: int = 0) -> None:
+    def release(self, clean: bool, tombstones: int = 0, tables: Mapping[str, tuple[str, int]] | None = None) -> None:
         """Give the slot back; ``clean`` says the keyspace holds only empty tables of this schema."""
         if self.handle.closed:
             return
         if clean:
-            _write(self.handle, f"clean {self.fingerprint} {tombstones}\n")
+            _write(self.handle, clean_state(self.fingerprint, tombstones, tables) + "\n")
         self.handle.close()  # closing the file releases the lock
 
 
@@ -73,12 +82,39 @@ def acquire(container_id: str, prefix: str, fingerprint: str, keyspace_for) -> K
             handle.close()
             continue
         handle.seek(0)
-        state = handle.read().split()
-        was_clean = len(state) == 3 and state[0] == "clean" and state[1] == fingerprint and state[2].isdigit()
-        _write(handle, f"busy {os.getpid()}\n")
-        return KeyspaceLease(slot, keyspace_for(slot), fingerprint, was_clean,
-                             int(state[2]) if was_clean else 0, handle)
+        left = read_state(handle.read(), fingerprint)
+        _write(handle, busy_state(str(os.getpid())) + "\n")
+        return KeyspaceLease(slot, keyspace_for(slot), fingerprint, left, handle)
     return None
+
+
+def clean_state(fingerprint: str, tombstones: int, tables: Mapping[str, tuple[str, int]] | None = None) -> str:
+    """The state of a keyspace left clean: only empty tables of schema ``fingerprint``, and ``tables``."""
+    kept = ",".join(f"{name}:{digest}:{count}" for name, (digest, count) in sorted((tables or {}).items()))
+    return f"clean {fingerprint} {tombstones}" + (f" {kept}" if kept else "")
+
+
+def busy_state(holder: str) -> str:
+    """The state of a keyspace while held (and after a holder that did not finish)."""
+    return f"busy {holder}"
+
+
+DIRTY = LeftState(False, 0, {})
+
+
+def read_state(text: str | None, fingerprint: str) -> LeftState:
+    """What a slot's state says its last holder left; anything unexpected is :data:`DIRTY`."""
+    state = (text or "").split()
+    if len(state) not in (3, 4) or state[0] != "clean" or state[1] != fingerprint or not state[2].isdigit():
+        return DIRTY
+    tables = {}
+    for entry in state[3].split(",") if len(state) == 4 else ():
+        name, _, rest = entry.partition(":")
+        digest, _, count = rest.partition(":")
+        if not (name and digest and count.isdigit()):
+            return DIRTY
+        tables[name] = (digest, int(count))
+    return LeftState(True, int(state[2]), tables)
 
 
 def _write(handle: IO[str], text: str) -> None:

@@ -148,6 +148,12 @@ class RunContext:
         """Kept containers: each process leases a long-lived keyspace instead of making its own (leases.py)."""
         return self.cassandra_mode == "container" and self.settings.reuse_containers
 
+    @property
+    def keeps_cluster_keyspaces(self) -> bool:
+        """An existing cluster with ``keep_keyspaces``: each process leases a kept keyspace cluster-wide
+        (cluster_leases.py)."""
+        return self.cassandra_mode == "hosts" and self.settings.keep_keyspaces
+
     def keyspace_lease(self, prefix: str | None = None):
         """A free leased keyspace on the kept Cassandra (after :meth:`start_services`), or None: then the
         run makes a keyspace of its own, named by its run id."""

@@ -54,6 +54,11 @@ def _cassandra_line(context: RunContext, workers: list[str]) -> str:
         from pytest_celery_astra.naming import leased_keyspace_name
 
         keyspaces = f"{leased_keyspace_name(settings.keyspace, 'N')} (a kept one, leased per process)"
+    elif context.keeps_cluster_keyspaces:
+        from pytest_celery_astra.naming import leased_keyspace_name
+
+        keyspaces = (f"{leased_keyspace_name(settings.keyspace, 'N')} (kept between runs, leased per process "
+                     f"cluster-wide: keep keyspaces {settings.describe('keep_keyspaces')})")
     else:
         keyspaces = ", ".join(context.keyspace_of(worker) for worker in workers)
     where = (f"hosts {settings.describe('cassandra_hosts')} port {settings.cassandra_port}"

@@ -110,3 +110,35 @@ def test_at_replication_1_a_node_down_is_one_sentence_naming_the_setting(tmp_pat
     assert all("replication factor 1" in line for line in sentences)
     # The plugin's cleanup says it in one sentence, without a traceback of its own code.
     assert "pytest_celery_astra/cassandra/janitor.py" not in output
+
+
+def test_kept_keyspaces_make_a_repeat_run_send_no_schema_change(keyspace_prefix):
+    """keep_keyspaces on the cluster: the example suite (-n 2) twice; the second run leases the keyspaces the
+    first left (its create_table() table included) and no node's schema version moves. The kept keyspaces are
+    then dropped as the docs say, so the cluster is whole after."""
+    from cassandra.cluster import Cluster
+
+    hosts = os.environ["CELERY_ASTRA_TEST_CLUSTER_HOSTS"].split(",")
+    node = Cluster(hosts)
+    session = node.connect()
+
+    def schema_versions() -> set:
+        versions = {session.execute("SELECT schema_version FROM system.local").one()[0]}
+        versions |= {row.schema_version for row in session.execute("SELECT schema_version FROM system.peers")}
+        return versions
+
+    try:
+        for run in ("first", "repeat"):
+            before = schema_versions()
+            code, output = finished(example("-n", "2", "--celery-astra-keep-keyspaces", "true", keyspace=keyspace_prefix))
+            assert code == 0, output
+            assert "kept between runs, leased per process cluster-wide" in output, output
+            if run == "repeat":
+                assert schema_versions() == before, output
+        assert len(before) == 1
+    finally:
+        node.refresh_schema_metadata()
+        for name in list(node.metadata.keyspaces):
+            if name.startswith(keyspace_prefix):
+                session.execute(f"DROP KEYSPACE IF EXISTS {name}", timeout=60)
+        node.shutdown()

@@ -4,6 +4,7 @@ every broker kind. Each run keeps to its own keyspaces and queues; a foreign key
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -149,6 +150,97 @@ def test_drop_stale_removes_old_runs_of_other_hosts_and_nothing_else(project, sh
     finally:
         for keyspace in marked:
             session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+
+
+KEPT_TEST = '''
+import os
+import time
+
+from myapp import where
+
+
+def test_kept(celery_astra_worker, celery_astra_database):
+    db = celery_astra_database
+    rows = db.session.execute(f"SELECT COUNT(*) FROM {db.result_table}").one()[0]
+    if db.adopted:   # the last run's extra table, kept and emptied
+        rows += db.session.execute("SELECT COUNT(*) FROM extra").one()[0]
+    owner = db.session.execute("SELECT comment FROM system_schema.tables WHERE keyspace_name = %s "
+                               "AND table_name = 'celery_astra_owner'", (db.keyspace,)).one()[0]
+    print(f"\\nKEPT keyspace={db.keyspace} adopted={db.adopted} rows={rows} owner_run={owner.split()[1]}")
+    assert where.delay(os.environ["RUN_TAG"]).get(timeout=30)[0] == os.environ["RUN_TAG"]
+    db.create_table("extra", cql="CREATE TABLE extra (id int PRIMARY KEY)")   # as a conftest would, each run
+    db.session.execute("INSERT INTO extra (id) VALUES (1)")
+    if os.environ.get("HOLD_FILE"):
+        where.delay("left by a killed run").get(timeout=30)
+        open(os.environ["HOLD_FILE"], "w").close()
+        time.sleep(300)
+'''
+
+
+def test_kept_keyspaces_on_a_cluster_need_no_schema_change_on_a_repeat_run(project, shared_cluster, monkeypatch,
+                                                                              tmp_path):
+    """keep_keyspaces: the first run makes the lease table and a kept keyspace; the next one takes that keyspace,
+    emptied, without any schema change (the node's schema version does not move); a held one goes to nobody
+    else, and a killed holder's claim is one that runs out."""
+    node, session, _ = shared_cluster
+    (project / "test_kept.py").write_text(KEPT_TEST)
+    monkeypatch.setenv("CELERY_ASTRA_CASSANDRA_PASSWORD", "cassandra")
+    args = ["-s", "test_kept.py", "--celery-astra-broker", "memory", f"--celery-astra-cassandra-hosts={node.host}",
+            f"--celery-astra-cassandra-port={node.port}", "--celery-astra-cassandra-username=cassandra",
+            "--celery-astra-keyspace=kept_test", "--celery-astra-keep-keyspaces=true"]
+
+    def kept_run(tag, **env):
+        process = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=project,
+                                   env={**os.environ, "RUN_TAG": tag, **env}, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+        return process
+
+    def line_of(process):
+        code, output = finish(process)
+        assert code == 0, output
+        match = re.search(r"KEPT (.*)", output)
+        assert match, output
+        return dict(part.split("=", 1) for part in match.group(1).split()), output
+
+    def schema_version():
+        return session.execute("SELECT schema_version FROM system.local").one()[0]
+
+    try:
+        first, output = line_of(kept_run("first"))
+        assert "kept_test_kept_N (kept between runs, leased per process cluster-wide" in output, output
+        assert (first["keyspace"], first["adopted"]) == ("kept_test_kept_0", "False")
+        before = schema_version()
+        second, _ = line_of(kept_run("second"))
+        assert (second["keyspace"], second["adopted"], second["rows"]) == ("kept_test_kept_0", "True", "0")
+        assert second["owner_run"] == first["owner_run"]        # the first run's keyspace, not a new one
+        assert schema_version() == before                       # no schema change at all: not even the
+        tables = {row[0] for row in session.execute(            # create_table() of the same statement
+            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = 'kept_test_kept_0'")}
+        assert tables == {"celery_astra_owner", "celery_results", "extra"}
+
+        hold = tmp_path / "holding"
+        killed = kept_run("killed", HOLD_FILE=str(hold))
+        try:
+            deadline = time.monotonic() + 120
+            while not hold.exists():
+                assert killed.poll() is None and time.monotonic() < deadline, killed.communicate()[0]
+                time.sleep(0.1)
+            beside, _ = line_of(kept_run("beside"))             # slot 0 is held: another keyspace
+            assert (beside["keyspace"], beside["adopted"]) == ("kept_test_kept_1", "False")
+        finally:
+            killed.send_signal(signal.SIGKILL)
+            killed.communicate(timeout=60)
+        row = session.execute("SELECT holder, TTL(holder), state FROM kept_test_leases.slots WHERE slot = 0").one()
+        assert row[0] is not None and 0 < row[1] <= 60 and row[2].startswith("busy "), row   # runs out by itself
+        after, _ = line_of(kept_run("after"))                   # slot 1, handed on clean by "beside"
+        assert (after["keyspace"], after["adopted"], after["rows"]) == ("kept_test_kept_1", "True", "0")
+        rows = session.execute("SELECT COUNT(*) FROM kept_test_kept_0.celery_results").one()[0]
+        assert rows >= 1                                          # the killed run's keyspace: not touched yet
+        assert session.execute("SELECT id FROM team_data.orders").one().id == 7
+    finally:
+        for name in [row.keyspace_name for row in session.execute("SELECT keyspace_name FROM system_schema.keyspaces")]:
+            if name.startswith("kept_test"):
+                session.execute(f"DROP KEYSPACE IF EXISTS {name}", timeout=60)
 
 
 def test_two_concurrent_runs_with_container_reuse(project):

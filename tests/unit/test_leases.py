@@ -26,19 +26,19 @@ def test_a_held_slot_is_not_given_twice_and_a_released_one_is_given_again():
     assert (first.keyspace, second.keyspace) == ("celery_astra_kept_0", "celery_astra_kept_1")
     first.release(clean=True, tombstones=7)
     again = take()
-    assert (again.slot, again.was_clean, again.tombstones) == (0, True, 7)
+    assert (again.slot, again.left.clean, again.left.tombstones) == (0, True, 7)
 
 
 def test_a_slot_left_unclean_or_with_another_schema_is_not_used_as_it_is():
     lease = take()
     lease.release(clean=False)
     busy = take()
-    assert (busy.slot, busy.was_clean) == (0, False)   # "busy": its holder did not finish
+    assert (busy.slot, busy.left.clean) == (0, False)   # "busy": its holder did not finish
     other = take("f2")                                  # slot 1, left clean with another schema
     assert other.slot == 1
     other.release(clean=True)
     again = take("f1")
-    assert (again.slot, again.was_clean) == (1, False)
+    assert (again.slot, again.left.clean) == (1, False)
 
 
 def test_slots_are_per_container_and_prefix():
@@ -57,7 +57,7 @@ def test_a_killed_holder_releases_its_slot_and_leaves_it_busy(lease_dir):
     finished = subprocess.run([sys.executable, "-c", code], timeout=60)
     assert finished.returncode == -9
     lease = take()
-    assert (lease.slot, lease.was_clean) == (0, False)
+    assert (lease.slot, lease.left.clean) == (0, False)
 
 
 def test_no_free_slot_means_no_lease(monkeypatch):

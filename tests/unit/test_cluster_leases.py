@@ -1,0 +1,130 @@
+"""Cluster-wide keyspace leases (cluster_leases.py) against an in-memory slot table with a clock: one holder
+per slot, a killed holder's claim runs out, a renewed one does not, and the state decides the next start."""
+
+import threading
+
+from pytest_celery_astra.cassandra import cluster_leases
+from pytest_celery_astra.cassandra.leases import clean_state
+
+
+class FakeSlots:
+    """The compare-and-set semantics of the CQL table: a holder cell with a TTL, a state cell without."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.rows = {}  # slot -> {"holder": (name, expires), "state": text}
+        self.lock = threading.Lock()
+        self.refreshed = threading.Event()
+
+    def _holder(self, slot):
+        holder = self.rows.get(slot, {}).get("holder")
+        return holder[0] if holder and holder[1] > self.now else None
+
+    def claim(self, slot, holder, ttl):
+        with self.lock:
+            if self._holder(slot) is not None:
+                return False
+            self.rows.setdefault(slot, {})["holder"] = (holder, self.now + ttl)
+            return True
+
+    def state(self, slot):
+        return self.rows.get(slot, {}).get("state")
+
+    def set_state(self, slot, holder, state):
+        with self.lock:
+            if self._holder(slot) != holder:
+                return False
+            self.rows[slot]["state"] = state
+            return True
+
+    def refresh(self, slot, holder, ttl):
+        with self.lock:
+            if self._holder(slot) != holder:
+                return False
+            self.rows[slot]["holder"] = (holder, self.now + ttl)
+            self.refreshed.set()
+            return True
+
+    def give_back(self, slot, holder, state):
+        with self.lock:
+            if self._holder(slot) != holder:
+                return False
+            self.rows[slot] = {"state": state}
+            return True
+
+
+def take(slots, holder, fingerprint="f1", **kwargs):
+    lease = cluster_leases.acquire(slots, fingerprint, lambda slot: f"celery_astra_kept_{slot}", holder, **kwargs)
+    if lease is not None:
+        lease._stop.set()  # no heartbeat thread unless a test starts one
+    return lease
+
+
+def test_a_held_slot_is_not_given_twice_and_a_clean_one_is_used_as_it_is():
+    slots = FakeSlots()
+    first, second = take(slots, "a"), take(slots, "b")
+    assert (first.slot, first.keyspace, second.slot) == (0, "celery_astra_kept_0", 1)
+    assert slots.state(0) == "busy a" and not first.left.clean
+    first._stop.clear()
+    first.release(clean=True, tombstones=7)
+    assert slots.state(0) == clean_state("f1", 7) and slots._holder(0) is None
+    again = take(slots, "c")
+    assert (again.slot, again.left.clean, again.left.tombstones) == (0, True, 7)
+
+
+def test_a_slot_left_busy_or_with_another_schema_is_recreated():
+    slots = FakeSlots()
+    lease = take(slots, "a")
+    lease._stop.clear()
+    lease.release(clean=False)                 # interrupted: the slot is free, its keyspace is not clean
+    assert slots._holder(0) is None and slots.state(0) == "busy a"
+    assert not take(slots, "b").left.clean
+    slots.rows[1] = {"state": clean_state("f1", 0)}
+    assert not take(slots, "c", fingerprint="f2").left.clean   # left clean, another schema/replication
+
+
+def test_a_killed_holders_claim_runs_out_and_its_slot_is_taken_again_dirty():
+    slots = FakeSlots()
+    take(slots, "killed", ttl=60)              # never renewed, never given back
+    slots.now = 59
+    assert take(slots, "early").slot == 1
+    slots.now = 61
+    after = take(slots, "after")
+    assert (after.slot, after.left.clean) == (0, False)
+
+
+def test_every_slot_held_means_no_lease():
+    slots = FakeSlots()
+    assert [take(slots, f"h{i}", max_slots=2).slot for i in range(2)] == [0, 1]
+    assert take(slots, "third", max_slots=2) is None
+
+
+def test_the_heartbeat_keeps_the_claim_and_release_stops_it():
+    slots = FakeSlots()
+    lease = cluster_leases.acquire(slots, "f1", str, "a", ttl=60)
+    lease._stop.set()
+    lease._heartbeat.join()
+    lease._stop.clear()
+    lease.start_heartbeat(every=0.01, ttl=60)
+    assert slots.refreshed.wait(10)
+    slots.now = 100                             # past the first claim's TTL, but renewed meanwhile?
+    with slots.lock:
+        slots.rows[0]["holder"] = ("a", 160)    # what the last beat wrote at now = 100
+    assert take(slots, "b").slot == 1
+    lease.release(clean=True)
+    assert not lease._heartbeat.is_alive() and slots._holder(0) is None
+
+
+def test_a_lost_claim_is_not_given_back_over_the_new_holder():
+    slots = FakeSlots()
+    lease = cluster_leases.acquire(slots, "f1", str, "a", ttl=60)
+    lease._stop.set()
+    lease._heartbeat.join()
+    slots.now = 61                              # paused past the TTL: someone else took it
+    assert take(slots, "b").slot == 0
+    lease._stop.clear()
+    lease.start_heartbeat(every=0.01, ttl=60)
+    lease._heartbeat.join(10)
+    assert lease.lost
+    lease.release(clean=True)
+    assert slots._holder(0) == "b" and slots.state(0) == "busy b"
