@@ -86,7 +86,7 @@ def celery_astra_services(request: pytest.FixtureRequest, celery_astra_broker_ki
     timeout = context.settings.startup_timeout
 
     def recovered() -> None:
-        wait_until_recovered(request.config, timeout)
+        wait_until_recovered(request.config, timeout, reconnected=True)
 
     broker = context.services.get(celery_astra_broker_kind or "") if context.broker.mode == "container" else None
     cassandra = context.services.get("cassandra") if context.cassandra_mode == "container" else None

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 # Seconds a schema change waits for every live node to agree (the driver's default is 10 s; on a 3-node
 # cluster one statement took up to 5.8 s under a -n 4 start).
 SCHEMA_AGREEMENT_WAIT = 30
+# Seconds between a driver Cluster's reconnection attempts to a node it saw go down, for every Cluster built
+# from the app's cassandra_options (the result backends', the app's own, in every process).
+RECONNECT_EVERY = 0.5
 
 MARK_PREFIX = "pytest-celery-astra"
 OWNER_TABLE = "celery_astra_owner"
@@ -88,7 +91,7 @@ class CassandraTarget:
         if consistency is not None:
             profile.consistency_level = consistency_level(consistency)
         options: dict = {"execution_profiles": {EXEC_PROFILE_DEFAULT: profile},
-                         "reconnection_policy": ConstantReconnectionPolicy(0.5, max_attempts=None)}
+                         "reconnection_policy": ConstantReconnectionPolicy(RECONNECT_EVERY, max_attempts=None)}
         if self.protocol_version is not None:
             options["protocol_version"] = self.protocol_version
         return options

@@ -1,5 +1,6 @@
-"""After a fault: wait until the run's Cassandra sessions, result backends and embedded workers work
-again, so that the next test starts healthy; one sentence if they do not within the timeout."""
+"""After a fault: wait until the run's Cassandra sessions, result backends (a worker process's children's
+too) and embedded workers work again, so that the next test starts healthy; one sentence if they do not
+within the timeout."""
 
 from __future__ import annotations
 
@@ -11,12 +12,19 @@ import pytest
 from pytest_celery_astra import factories
 from pytest_celery_astra.containers.faults import retry_until
 
+# After Cassandra answers again: time for a reconnected Cluster to open its connection pool.
+POOL_MARGIN = 0.5
 
-def wait_until_recovered(config: pytest.Config, timeout: float, workers: bool = False) -> None:
+
+def wait_until_recovered(config: pytest.Config, timeout: float, workers: bool = False,
+                         reconnected: bool = False) -> None:
     """Each session answers a query and its control connection a schema refresh, each worker's result
-    backend a read; with ``workers``, each
-    embedded worker also runs a task (Celery's built-in ``celery.accumulate``) end to end."""
-    deadline = time.monotonic() + timeout
+    backend a read (a worker process's: each child's); with ``workers``, each embedded worker also runs a
+    task (Celery's built-in ``celery.accumulate``) end to end. With ``reconnected`` (Cassandra has just come
+    back), it also lets one reconnection interval pass: the app's own Clusters built from its
+    ``cassandra_options`` (in worker processes' children too) have tried again by then."""
+    back = time.monotonic()
+    deadline = back + timeout
     for name, database in list(config.stash.get(factories.DATABASES_KEY, {}).items()):
         if database.session is not None:
             _retry(f"the Cassandra session of {name}", deadline, timeout,
@@ -30,6 +38,14 @@ def wait_until_recovered(config: pytest.Config, timeout: float, workers: bool = 
         probe_id = f"celery-astra-recovery-{uuid.uuid4().hex}"
         _retry(f"the result backend of {embedded.app.main}", deadline, timeout,
                lambda app=embedded.app, probe_id=probe_id: app.backend.get_task_meta(probe_id, cache=False))
+        probe_backends = getattr(embedded, "probe_backends", None)  # a worker process: its children's backends
+        if probe_backends is not None:
+            _retry(f"the result backends of the worker process {embedded.hostname}", deadline, timeout,
+                   lambda probe=probe_backends: probe(max(deadline - time.monotonic(), 1.0)))
+    if reconnected:
+        from pytest_celery_astra.cassandra.database import RECONNECT_EVERY
+
+        time.sleep(max(0.0, back + RECONNECT_EVERY + POOL_MARGIN - time.monotonic()))
     if not workers:
         return
     for embedded in running:

@@ -27,6 +27,11 @@ LOG_TAIL_LINES = 60
 CONFIG_ENV = "CELERY_ASTRA_PROCESS_CONFIG"
 # Written beside the wiring by the worker process: task modules it could not import (process_app.py).
 IMPORT_PROBLEMS = "import-problems.txt"
+# A task of the worker process only (process_app.py), on a queue of its own: after a Cassandra fault, each
+# child (or thread) reads through its own result backend, then says so in a file (no result is stored).
+BACKEND_PROBE = "pytest_celery_astra.backend_probe"
+# A child busy with a test's task cannot take a probe: past this, the children that answered are enough.
+ALL_CHILDREN_WAIT = 10.0
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -77,10 +82,20 @@ class ProcessWorker:
     def log_path(self) -> Path | None:
         return None if self.directory is None else self.directory / "worker.log"
 
+    @property
+    def probe_queue(self) -> str:
+        """The queue of :data:`BACKEND_PROBE` tasks, which only this worker consumes."""
+        return f"celery_astra_probe.{self.hostname}"
+
+    @property
+    def children(self) -> int:
+        """Processes (or threads) that run tasks, each with its own result backend."""
+        return 1 if self.pool == "solo" else self.concurrency
+
     def command(self) -> list[str]:
         return [*_celery_program(), "-A", "pytest_celery_astra.workers.process_app", "worker",
                 "--pool", self.pool, "--concurrency", str(self.concurrency), "--hostname", self.hostname,
-                "--queues", ",".join(self.consumed_queues), "--loglevel", "INFO",
+                "--queues", ",".join([*self.consumed_queues, self.probe_queue]), "--loglevel", "INFO",
                 "--without-heartbeat", "--without-mingle", "--without-gossip"]
 
     def start(self) -> "ProcessWorker":
@@ -147,7 +162,14 @@ class ProcessWorker:
         from pytest_celery_astra.workers.thread import purge_queues
 
         purge_queues(self.app, self.consumed_queues)
-        inspect = self.app.control.inspect(destination=[self.hostname], timeout=1.0)
+        try:
+            return self._wait_idle(self.app.control.inspect(destination=[self.hostname], timeout=1.0), timeout)
+        except Exception:  # noqa: BLE001 - a pooled connection the broker closed (a restart): once more, afresh
+            with self.app.connection_for_write() as connection:
+                return self._wait_idle(
+                    self.app.control.inspect(destination=[self.hostname], timeout=1.0, connection=connection), timeout)
+
+    def _wait_idle(self, inspect, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not any((inspect.active() or {}).values()) and not any((inspect.reserved() or {}).values()):
@@ -159,6 +181,33 @@ class ProcessWorker:
                 return True
             time.sleep(0.005)
         return False
+
+    def probe_backends(self, timeout: float) -> None:
+        """After a Cassandra fault: return once the result backend of every child (or thread) has answered a
+        read — as a thread worker's backend does in this process — so the next task's result is not stored
+        by a driver that has not reconnected yet. A child busy with a task for over
+        :data:`ALL_CHILDREN_WAIT` is left to reconnect by itself (the driver's reconnection policy)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        started = time.monotonic()
+        barrier = Path(tempfile.mkdtemp(prefix="probe-", dir=self.directory))
+        try:
+            for _ in range(self.children):
+                self.app.send_task(BACKEND_PROBE, (str(barrier), self.children, timeout), queue=self.probe_queue,
+                                   ignore_result=True)
+            while True:
+                answered = len(list(barrier.glob("answered-*")))
+                waited = time.monotonic() - started
+                if answered >= self.children or (answered and waited > ALL_CHILDREN_WAIT):
+                    return
+                self.check()
+                if waited > timeout:
+                    raise EmbeddedWorkerError(
+                        f"pytest-celery-astra: no result backend of the worker process {self.hostname} answered a "
+                        f"read within {timeout:g} s; its log:\n{self.log_tail()}")
+                time.sleep(0.01)
+        finally:
+            shutil.rmtree(barrier, ignore_errors=True)  # releases the children that hold
 
     def check(self) -> None:
         """Raise :class:`EmbeddedWorkerError` if the worker process died: with its log the first time

@@ -12,12 +12,15 @@ import importlib
 import json
 import os
 import sys
+import threading
+import time
+import uuid
 from pathlib import Path
 
 from pytest_celery_astra.cassandra.database import CassandraTarget
 from pytest_celery_astra.celery_app import configure_app, load_app
 from pytest_celery_astra.masking import Secret
-from pytest_celery_astra.workers.process import CONFIG_ENV, IMPORT_PROBLEMS
+from pytest_celery_astra.workers.process import BACKEND_PROBE, CONFIG_ENV, IMPORT_PROBLEMS
 
 
 def _wired_app():
@@ -62,3 +65,26 @@ def import_task_modules(modules: dict[str, list[str]]) -> None:
 
 
 app = _wired_app()
+
+
+@app.task(name=BACKEND_PROBE, ignore_result=True)
+def _backend_probe(barrier: str, children: int, timeout: float) -> None:
+    """ProcessWorker.probe_backends: this child's (or thread's) result backend answers a read — the driver
+    reconnects meanwhile — then the child holds until every child has answered one, so none takes two."""
+    deadline = time.monotonic() + timeout
+    probe_id = f"celery-astra-probe-{uuid.uuid4().hex}"
+    while True:
+        try:
+            app.backend.get_task_meta(probe_id, cache=False)
+            break
+        except Exception:  # noqa: BLE001 - not reconnected yet
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    folder = Path(barrier)
+    try:
+        (folder / f"answered-{os.getpid()}-{threading.get_ident()}").touch()
+    except FileNotFoundError:  # the test process stopped waiting
+        return
+    while folder.exists() and len(list(folder.glob("answered-*"))) < children and time.monotonic() < deadline:
+        time.sleep(0.01)
