@@ -10,6 +10,13 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from celery import Celery
 
+from pytest_celery_astra.internals import (
+    backend_cluster,
+    cached_backend,
+    close_app_pool,
+    forget_cached_backend,
+    forget_pools,
+)
 from pytest_celery_astra.masking import MaskedUrl
 
 # The backend is named, not imported: importing it loads cassandra-driver (slow).
@@ -79,16 +86,11 @@ def configure_app(app: Celery, broker_url: str, broker_transport_options: dict, 
         **{**cassandra_settings, "cassandra_options": {
             **cassandra_settings.get("cassandra_options", {}), **(app.conf.get("cassandra_options") or {})}},
     )
-    _forget_cached_backend(app)
-    _forget_pools(app)  # a pool cached since the last broker was closed belongs to that broker
+    # An app imported before the fixture ran may already hold a backend built from its production settings;
+    # dropped, the next use builds ours.
+    forget_cached_backend(app)
+    forget_pools(app)  # a pool cached since the last broker was closed belongs to that broker
     return app
-
-
-def _forget_cached_backend(app: Celery) -> None:
-    # An app imported before the fixture ran may already hold a backend built
-    # from its production settings; drop it so the next use builds ours.
-    app._backend_cache = None
-    app._local = threading.local()
 
 
 def connect_backend_in_background(app: Celery) -> None:
@@ -118,39 +120,17 @@ def close_backend(app: Celery) -> None:
     if connecting is not None:
         connecting.join(60)  # a connect gives up by itself well before (driver timeouts)
         app.celery_astra_backend_connecting = None
-    backend = app._backend_cache
-    cluster = getattr(backend, "_cluster", None)
+    cluster = backend_cluster(cached_backend(app))
     if cluster is not None:
         cluster.shutdown()
-    _forget_cached_backend(app)
+    forget_cached_backend(app)
 
 
 def close_broker_pools(app: Celery) -> None:
     """Close the app's broker connections and forget its pools: set up again (the next broker of
     --celery-astra-broker-kind rabbitmq,redis), the app then connects to its new broker URL."""
-    if app._pool is not None:
-        app._pool.force_close_all()
-        _forget_closed_pool(app._pool)
-    _forget_pools(app)
-
-
-def _forget_pools(app: Celery) -> None:
-    app._pool = None
-    if "amqp" in app.__dict__:  # a cached_property: only when already made
-        app.amqp._producer_pool = None
-    # Remote control's mailbox caches its producer pool (kombu's Mailbox.producer_pool is a cached
-    # property; Celery drops it only after a fork): a fresh Control takes the app's current pool.
-    app.__dict__.pop("control", None)
-
-
-def _forget_closed_pool(pool) -> None:
-    """Drop a closed pool from kombu's process-wide registry, where ``app.pool`` finds its pool by the
-    broker connection's identity: a later use of the same broker (a worker process's stop pinging it after
-    the app fixture closed it) would otherwise get the closed pool, cache it on the app ("Acquire on closed
-    pool" for every later broker operation, also on the next broker)."""
-    from kombu import pools
-
-    for group in (pools.connections, pools.producers):
-        for key, value in list(group.items()):
-            if value is pool or getattr(value, "connections", None) is pool:
-                group.pop(key, None)
+    # The closed pool also leaves kombu's registry: a later use of the same broker (a worker process's stop
+    # pinging it after the app fixture closed it) would otherwise get it back and cache it on the app
+    # ("Acquire on closed pool" for every later broker operation, also on the next broker).
+    close_app_pool(app)
+    forget_pools(app)

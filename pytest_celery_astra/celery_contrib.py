@@ -215,5 +215,6 @@ def _restore(app, changes: dict, tasks: frozenset) -> None:
     if conf.changes.get("task_routes") != routes_before:
         # Celery reads the routes once, into a router it keeps: the next test routes by the restored ones,
         # as a fresh app of Celery's plugin would.
-        app.amqp.flush_routes()
-        app.amqp.__dict__.pop("router", None)
+        from pytest_celery_astra.internals import forget_router
+
+        forget_router(app)

@@ -254,10 +254,12 @@ class TestCassandraBackend(CassandraBackend):
 
 def _rows_as_tuples(cluster, session) -> None:
     """Rows of ``cluster``'s default execution profile (or of a session without profiles) as tuples."""
-    from cassandra.cluster import EXEC_PROFILE_DEFAULT, _ConfigMode
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT
     from cassandra.query import tuple_factory
 
-    if cluster._config_mode == _ConfigMode.PROFILES:
+    from pytest_celery_astra.internals import cluster_uses_profiles
+
+    if cluster_uses_profiles(cluster):
         profiles = cluster.profile_manager.profiles
         profile = copy.copy(profiles[EXEC_PROFILE_DEFAULT])  # the options' profile object is not ours to change
         profile.row_factory = tuple_factory

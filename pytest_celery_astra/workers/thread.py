@@ -12,11 +12,11 @@ import traceback
 from celery import Celery
 from celery.contrib.testing.worker import TestWorkController
 from celery.exceptions import WorkerTerminate
-from celery.result import _set_task_join_will_block
 from celery.worker import state as worker_state
 from kombu.asynchronous import set_event_loop
 
 from pytest_celery_astra.errors import EmbeddedWorkerError
+from pytest_celery_astra.internals import allow_joining_results, held_task_handlers, worker_controller_started
 
 # How often the worker's event loop wakes to look at the stop flag. kombu's hub
 # otherwise sleeps in epoll for up to 10 s, which is why Celery's own
@@ -167,7 +167,7 @@ def _drop_held_tasks(consumer) -> None:
     """
     if consumer is None or consumer.timer is None:
         return
-    held = (consumer.apply_eta_task.__func__, consumer._limit_post_eta.__func__)
+    held = held_task_handlers(consumer)
     for entry in consumer.timer.queue:  # a snapshot: (eta, priority, entry)
         entry = entry[2]
         if entry.canceled or getattr(entry.fun, "__func__", None) not in held:
@@ -321,7 +321,7 @@ class EmbeddedWorker:
         self.thread.start()
         deadline = started + self.start_timeout
         try:
-            while not self.controller._on_started.wait(0.05):
+            while not worker_controller_started(self.controller).wait(0.05):
                 if not self.thread.is_alive() or self.controller.failure is not None:
                     self._raise_failure("died while starting")
                 if time.monotonic() > deadline:
@@ -337,7 +337,7 @@ class EmbeddedWorker:
             raise
         # Starting a worker marks this process as a worker, where .get() is
         # forbidden; the tests run in another thread and must be allowed to wait.
-        _set_task_join_will_block(False)
+        allow_joining_results()
         self.app.celery_astra_health_check = self.check
         self.app.celery_astra_stores_here = True  # its results are stored in this process: .get() is woken
         self.seconds_to_start = time.monotonic() - started

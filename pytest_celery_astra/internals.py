@@ -1,0 +1,102 @@
+"""Every touch of Celery's, kombu's and cassandra-driver's private names, in one place.
+
+The plugin needs a few things those libraries do not offer publicly: forgetting an app's cached backend
+and broker pools when the fixture rewires it, cancelling the embedded worker's held (ETA) tasks, knowing
+when Celery's test worker has started, switching a driver Cluster's rows to tuples. Each is one function
+here, named for what it does; the rest of the plugin calls these and never a private name.
+``tests/unit/test_internals_contract.py`` checks every name below against the installed releases (the
+lowest and the latest sessions run it), so an upstream change fails there, in one place, first.
+
+Subclass internals are the exception: :class:`~pytest_celery_astra.cassandra.backend.TestCassandraBackend`
+extends Celery's ``CassandraBackend`` and uses its attributes (``_session``, ``_cluster``, ``_read_stmt``,
+``_write_stmt``, ``_table_created``, ``_get_connection``) as a subclass does; the contract test names them too.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+# Names the contract test checks, by owner: what this module (and the backend subclass) relies on.
+CELERY_APP_PRIVATE = ("_backend_cache", "_local", "_pool")
+CELERY_AMQP_PRIVATE = ("_producer_pool",)
+CELERY_BACKEND_PRIVATE = ("_session", "_cluster", "_read_stmt", "_write_stmt", "_get_connection")
+CELERY_CONSUMER_PRIVATE = ("_limit_post_eta",)
+TEST_WORKER_PRIVATE = ("_on_started",)
+CELERY_RESULT_PRIVATE = ("_set_task_join_will_block",)
+# Public names of a module Celery documents as internal: the embedded worker's requests and shutdown flag.
+WORKER_STATE_NAMES = ("active_requests", "reserved_requests", "should_terminate")
+DRIVER_CLUSTER_PRIVATE = ("_config_mode",)
+
+
+def forget_cached_backend(app: Any) -> None:
+    """Drop the backend an app built from earlier settings (Celery caches it, per thread too)."""
+    app._backend_cache = None
+    app._local = threading.local()
+
+
+def cached_backend(app: Any) -> Any:
+    """The app's backend if it has made one, without making it."""
+    return app._backend_cache
+
+
+def backend_cluster(backend: Any) -> Any:
+    """The driver Cluster Celery's Cassandra backend opened, or None."""
+    return getattr(backend, "_cluster", None)
+
+
+def close_app_pool(app: Any) -> None:
+    """Close the app's broker connection pool and drop it from kombu's process-wide registry, where
+    ``app.pool`` would find it again by the broker connection's identity."""
+    pool = app._pool
+    if pool is None:
+        return
+    pool.force_close_all()
+    from kombu import pools
+
+    for group in (pools.connections, pools.producers):
+        for key, value in list(group.items()):
+            if value is pool or getattr(value, "connections", None) is pool:
+                group.pop(key, None)
+
+
+def forget_pools(app: Any) -> None:
+    """Forget the app's broker pools, its producer pool and its remote control (whose mailbox caches a
+    producer pool: kombu's ``Mailbox.producer_pool`` is a cached property that Celery drops only after a
+    fork), so the next use connects to the app's current broker URL."""
+    app._pool = None
+    if "amqp" in app.__dict__:  # a cached_property: only when already made
+        app.amqp._producer_pool = None
+    app.__dict__.pop("control", None)
+
+
+def forget_router(app: Any) -> None:
+    """Celery reads ``task_routes`` once into a router it keeps: make it read them again."""
+    app.amqp.flush_routes()
+    app.amqp.__dict__.pop("router", None)
+
+
+def held_task_handlers(consumer: Any) -> tuple[Callable, Callable]:
+    """The functions a worker's timer entries call for tasks held for an ETA or countdown (rate limits)."""
+    return consumer.apply_eta_task.__func__, consumer._limit_post_eta.__func__
+
+
+def allow_joining_results() -> None:
+    """Starting a worker marks the process as a worker, where ``AsyncResult.get()`` is refused; the tests
+    run in another thread than the embedded worker and must be allowed to wait."""
+    from celery.result import _set_task_join_will_block
+
+    _set_task_join_will_block(False)
+
+
+def worker_controller_started(controller: Any) -> threading.Event:
+    """Set once Celery's ``TestWorkController`` has started its consumer."""
+    return controller._on_started
+
+
+def cluster_uses_profiles(cluster: Any) -> bool:
+    """Whether a driver Cluster was configured with execution profiles (else with legacy session options)."""
+    from cassandra.cluster import _ConfigMode
+
+    return cluster._config_mode == _ConfigMode.PROFILES
+
