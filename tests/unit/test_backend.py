@@ -1,0 +1,228 @@
+"""The plugin's result backend (cassandra/backend.py) against a fake driver: what it stores is what Celery's
+own CassandraBackend stores (same statements, same values), the read it skips is one that could find
+nothing, and .get()'s waiting (poll interval, wake-up, health check, timeouts) behaves as documented.
+
+The fake keeps rows per task id and answers Celery's three statements by their text; it counts the
+statements each backend sends."""
+
+from __future__ import annotations
+
+import datetime
+import threading
+
+import pytest
+from celery import Celery, states
+from celery.backends.cassandra import CassandraBackend
+from celery.exceptions import TimeoutError as CeleryTimeoutError
+
+from pytest_celery_astra.cassandra import backend as backend_module
+from pytest_celery_astra.cassandra.backend import CHORD_UNLOCK_INTERVAL, TestCassandraBackend
+from pytest_celery_astra.cassandra.result_rows import ROWS_ONLY_FROM_HERE, WRITTEN
+
+NOW = datetime.datetime(2026, 12, 2, 8, 0, 0)
+
+
+class FakeResult:
+    def __init__(self, rows):
+        self.rows = rows
+
+    def one(self):
+        return self.rows[0] if self.rows else None
+
+
+class FakePrepared:
+    def __init__(self, query_string):
+        self.query_string = query_string
+        self.consistency_level = None
+
+
+class FakeSession:
+    """Celery's INSERT, SELECT and CREATE, by their text; rows are tuples, as the backend asks for."""
+
+    def __init__(self, table: dict, fail_reads: Exception | None = None):
+        self.table = table
+        self.sent: list[str] = []
+        self.fail_reads = fail_reads
+        self.row_factory = None
+
+    def prepare(self, query):
+        return FakePrepared(query)
+
+    def execute(self, statement, parameters=(), timeout=None):
+        query = getattr(statement, "query_string", statement)
+        kind = query.split()[0].upper()
+        self.sent.append(kind)
+        if kind == "INSERT":
+            task_id, status, result, date_done, traceback, children = parameters
+            self.table[task_id] = (status, bytes(result), date_done, bytes(traceback or b""), bytes(children or b""))
+            return FakeResult([])
+        if kind == "SELECT":
+            if self.fail_reads is not None:
+                raise self.fail_reads
+            row = self.table.get(parameters[0])
+            return FakeResult([row] if row else [])
+        return FakeResult([])
+
+
+class FakeCluster:
+    session: FakeSession
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def connect(self, keyspace=None):
+        return self.session
+
+    def shutdown(self):
+        pass
+
+
+@pytest.fixture
+def app():
+    app = Celery("unit", set_as_current=False)
+    app.conf.update(cassandra_servers=["127.0.0.1"], cassandra_keyspace="ks", cassandra_table="results",
+                    cassandra_read_consistency="ONE", cassandra_write_consistency="ONE",
+                    result_backend_thread_safe=True)
+    app.now = lambda: NOW
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def rows():
+    return {}
+
+
+@pytest.fixture
+def driver(monkeypatch, rows):
+    """cassandra.cluster.Cluster replaced: every backend connects to one FakeSession over ``rows``."""
+    import cassandra.cluster
+
+    session = FakeSession(rows)
+    FakeCluster.session = session
+    monkeypatch.setattr(cassandra.cluster, "Cluster", FakeCluster)
+    monkeypatch.setattr(backend_module, "_rows_as_tuples", lambda cluster, session: None)
+    ROWS_ONLY_FROM_HERE.clear()
+    WRITTEN.take(("ks", "results"))
+    yield session
+    ROWS_ONLY_FROM_HERE.clear()
+    WRITTEN.take(("ks", "results"))
+
+
+def stock(app) -> CassandraBackend:
+    return CassandraBackend(app=app)
+
+
+def ours(app) -> TestCassandraBackend:
+    return TestCassandraBackend(app=app)
+
+
+@pytest.mark.parametrize("state, value", [(states.SUCCESS, {"sorted": "a b"}), (states.FAILURE, ValueError("no"))])
+def test_the_row_stored_is_the_row_celery_stores(app, driver, rows, state, value):
+    stock(app).store_result("celery-id", value, state)
+    celery_row = rows.pop("celery-id")
+    ours(app).store_result("celery-id", value, state)
+    assert rows["celery-id"] == celery_row
+    # And it reads back as Celery's own backend reads it.
+    theirs, mine = stock(app).get_task_meta("celery-id"), ours(app).get_task_meta("celery-id")
+    assert (mine["status"], repr(mine["result"]), mine["date_done"]) == (
+        theirs["status"], repr(theirs["result"]), theirs["date_done"])
+
+
+def test_no_create_table_is_sent(app, driver):
+    ours(app).store_result("id-1", 1, states.SUCCESS)
+    assert "CREATE" not in driver.sent
+
+
+def test_the_read_before_the_write_is_skipped_only_for_an_id_that_has_no_row(app, driver, rows):
+    # Celery 5.7+ reads a row before writing it; earlier releases only write, and so does the plugin there.
+    celery_reads = "SELECT" if backend_module.CELERY_READS_BEFORE_WRITE else "INSERT"
+    backend = ours(app)
+    ROWS_ONLY_FROM_HERE.set()
+    driver.sent.clear()
+    backend.store_result("fresh", 1, states.SUCCESS)
+    assert driver.sent == ["INSERT"]                 # provably absent: no read
+    driver.sent.clear()
+    backend.store_result("fresh", 2, states.FAILURE)  # stored before: as Celery (keep the first SUCCESS)
+    assert driver.sent[0] == celery_reads
+    ROWS_ONLY_FROM_HERE.clear()                        # another writer may have rows: as Celery
+    driver.sent.clear()
+    backend.store_result("other", 1, states.SUCCESS)
+    assert driver.sent[0] == celery_reads
+
+
+def test_keep_first_success_is_celerys_on_this_release(app, driver, rows):
+    """Whatever the installed Celery does with a second store of a SUCCESS id, the plugin's backend does."""
+    stock(app).store_result("twice", "first", states.SUCCESS)
+    stock(app).store_result("twice", "second", states.FAILURE)
+    celery_row = rows.pop("twice")
+    ROWS_ONLY_FROM_HERE.set()
+    backend = ours(app)
+    backend.store_result("twice", "first", states.SUCCESS)
+    backend.store_result("twice", "second", states.FAILURE)
+    assert rows["twice"] == celery_row
+
+
+def test_get_returns_once_the_row_is_ready_and_wakes_on_a_store_here(app, driver):
+    backend = ours(app)
+    app.conf.celery_astra_result_poll_interval = 5.0   # a wake-up, not the interval, must end the wait
+    found = {}
+
+    def waiter():
+        found.update(backend.wait_for("woken", timeout=30))
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    backend.store_result("woken", "done", states.SUCCESS)
+    thread.join(10)
+    assert not thread.is_alive() and found["status"] == states.SUCCESS and found["result"] == "done"
+
+
+def test_get_polls_no_slower_than_the_configured_interval(app, driver):
+    backend = ours(app)
+    app.conf.celery_astra_result_poll_interval = 0.01
+    reads = []
+    original = backend._read_meta
+    backend._read_meta = lambda task_id, remaining: (reads.append(1), original(task_id, remaining))[1]
+    with pytest.raises(CeleryTimeoutError, match=r"^The operation timed out\.$"):
+        backend.wait_for("never", timeout=0.5, interval=0.5)   # Celery passes 0.5 explicitly
+    assert len(reads) >= 10                                      # 0.5 s at 0.01 s, not one read at 0.5 s
+
+
+def test_a_dead_worker_ends_the_wait_with_its_error(app, driver):
+    backend = ours(app)
+
+    def health_check():
+        raise RuntimeError("the embedded worker died: boom")
+
+    app.celery_astra_health_check = health_check
+    with pytest.raises(RuntimeError, match="boom"):
+        backend.wait_for("orphan", timeout=30)
+
+
+def test_a_cassandra_that_does_not_answer_is_named_in_the_timeout(app, driver):
+    from cassandra import OperationTimedOut
+
+    backend = ours(app)
+    backend.store_result("warm", 1, states.SUCCESS)   # connected
+    driver.fail_reads = OperationTimedOut("paused node")
+    with pytest.raises(CeleryTimeoutError, match="Cassandra did not answer the result read: .*paused node"):
+        backend.wait_for("silent", timeout=0.3)
+    with pytest.raises(OperationTimedOut):             # without a timeout, the driver's error as Celery raises it
+        backend.get_task_meta("silent")
+
+
+def test_chord_unlock_waits_the_plugins_interval_unless_the_chord_sets_its_own(app, monkeypatch):
+    seen = []
+    monkeypatch.setattr(CassandraBackend, "fallback_chord_unlock",
+                        lambda self, header, body, countdown=1, **kwargs: seen.append((countdown, kwargs["interval"])))
+    backend = ours(app)
+    backend.fallback_chord_unlock(None, None)
+    backend.fallback_chord_unlock(None, None, countdown=1)
+    backend.fallback_chord_unlock(None, None, countdown=3, interval=2)
+    assert seen == [(CHORD_UNLOCK_INTERVAL, CHORD_UNLOCK_INTERVAL)] * 2 + [(3, 2)]
+
+
+def test_celery_5_3_port_setting_is_read(app):
+    app.conf.cassandra_port = 19042
+    assert ours(app).port == 19042

@@ -1,0 +1,165 @@
+"""The embedded worker's bookkeeping (workers/thread.py) with fakes: tasks in flight as Celery's signals
+report them, held (ETA) tasks dropped from the worker's timer and acknowledged, the thread pool's threads
+seeing the worker's app, and the loop's stop and poke."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from celery import Celery
+from celery.exceptions import WorkerTerminate
+
+from pytest_celery_astra.workers import thread
+
+
+@pytest.fixture
+def in_flight():
+    tracked = thread._InFlight()
+    yield tracked
+
+
+def test_a_published_task_is_in_flight_until_a_worker_finishes_it(in_flight):
+    assert in_flight.empty()
+    in_flight._published(headers={"id": "a"})
+    in_flight._published(body={"id": "b"})          # task protocol 1 carries the id in its body
+    assert not in_flight.empty()
+    in_flight._finished(task_id="a")
+    in_flight._finished(request=type("Request", (), {"id": "b"})())
+    assert in_flight.empty()
+
+
+def test_a_retry_publishes_the_same_id_again_before_its_first_run_ends(in_flight):
+    in_flight._published(headers={"id": "retried"})
+    in_flight._published(headers={"id": "retried"})  # the retry, sent from inside the first run
+    in_flight.finished("retried")                     # the first run ends
+    assert not in_flight.empty()
+    in_flight.finished("retried")
+    assert in_flight.empty()
+    in_flight.finished("retried")                     # a late signal for an id no longer counted: harmless
+    assert in_flight.empty()
+
+
+def test_the_signals_are_connected_once(in_flight):
+    from celery import signals
+
+    before = len(signals.before_task_publish.receivers)
+    in_flight.connect()
+    in_flight.connect()
+    try:
+        assert len(signals.before_task_publish.receivers) == before + 1
+    finally:
+        signals.before_task_publish.disconnect(in_flight._published)
+        for signal in (signals.task_postrun, signals.task_revoked, signals.task_unknown, signals.task_rejected):
+            signal.disconnect(in_flight._finished)
+
+
+class FakeEntry:
+    def __init__(self, fun, request, canceled=False):
+        self.fun, self.args, self.canceled = fun, (request,), canceled
+
+    def cancel(self):
+        self.canceled = True
+
+
+class FakeRequest:
+    def __init__(self, task_id):
+        self.id = task_id
+        self.acknowledged = False
+
+    def acknowledge(self):
+        self.acknowledged = True
+
+
+class FakeConsumer:
+    """What _drop_held_tasks uses of Celery's Consumer: the timer's queue, the ETA handlers, prefetch."""
+
+    def __init__(self):
+        from celery.worker.consumer import Consumer
+
+        self.apply_eta_task = Consumer.apply_eta_task.__get__(self)
+        self._limit_post_eta = Consumer._limit_post_eta.__get__(self)
+        self.decremented = 0
+        self.qos = type("QoS", (), {"decrement_eventually": lambda qos: self._decrement()})()
+        self.timer = type("Timer", (), {"queue": []})()
+
+    def _decrement(self):
+        self.decremented += 1
+
+
+def test_held_tasks_are_cancelled_acknowledged_and_no_longer_in_flight(monkeypatch):
+    tracked = thread._InFlight()
+    monkeypatch.setattr(thread, "IN_FLIGHT", tracked)
+    consumer = FakeConsumer()
+    eta, limited, other, done = FakeRequest("eta"), FakeRequest("limited"), FakeRequest("other"), FakeRequest("done")
+    for request in (eta, limited, other, done):
+        tracked._published(headers={"id": request.id})
+    entries = [FakeEntry(consumer.apply_eta_task, eta), FakeEntry(consumer._limit_post_eta, limited),
+               FakeEntry(lambda request: None, other), FakeEntry(consumer.apply_eta_task, done, canceled=True)]
+    consumer.timer.queue = [(0, 0, entry) for entry in entries]
+    thread._drop_held_tasks(consumer)
+    assert [entry.canceled for entry in entries] == [True, True, False, True]
+    assert (eta.acknowledged, limited.acknowledged, other.acknowledged, done.acknowledged) == (True, True, False, False)
+    assert consumer.decremented == 2
+    assert set(tracked.ids) == {"other", "done"}   # the two dropped ones will never run
+
+
+def test_no_consumer_or_timer_yet_is_nothing_to_drop():
+    thread._drop_held_tasks(None)
+    consumer = FakeConsumer()
+    consumer.timer = None
+    thread._drop_held_tasks(consumer)
+
+
+def test_the_thread_pool_runs_tasks_with_the_workers_app_and_node_name():
+    app = Celery("pool-app", set_as_current=False)
+    pool_class = thread._pool_class("threads", app, "node@here")
+    assert thread._pool_class("solo", app, "node@here") == "solo"
+    pool = pool_class(limit=1)
+    seen = []
+
+    def look():
+        from celery import current_app
+
+        seen.append((current_app._get_current_object() is app, thread._RUNNING_FOR.hostname))
+
+    pool.executor.submit(look).result(10)
+    pool.executor.shutdown()
+    assert seen == [(True, "node@here")]
+
+
+def test_the_task_sees_the_workers_node_name():
+    task = type("Task", (), {"request": type("Request", (), {"hostname": "machine"})()})()
+    done = threading.Event()
+
+    def in_worker_thread():
+        thread._in_worker_thread(Celery("node-app", set_as_current=False), "worker@node")
+        thread._task_hostname(task=task)
+        done.set()
+
+    runner = threading.Thread(target=in_worker_thread)
+    runner.start()
+    runner.join(10)
+    assert done.is_set() and task.request.hostname == "worker@node"
+    other = type("Task", (), {"request": type("Request", (), {"hostname": "machine"})()})()
+    thread._task_hostname(task=other)                # a thread that is no worker's: unchanged
+    assert other.request.hostname == "machine"
+
+
+def test_the_loop_stops_on_its_own_event_and_a_poke_wakes_it():
+    app = Celery("loop-app", broker="memory://", set_as_current=False)
+    controller = thread._ThreadWorkController(app, hostname="loop@here", pool="solo", concurrency=1,
+                                              loglevel="WARNING", logfile=None, ready_callback=None)
+    try:
+        controller.wake()                             # nothing requested: one more tick
+        assert controller.ticks == 1
+        controller.poke()
+        controller._on_poke()                         # drains the pair and wakes
+        assert controller.ticks == 2
+        controller.stop_requested.set()
+        with pytest.raises(WorkerTerminate):
+            controller.wake()
+    finally:
+        controller.close_poke_pipe()
+        controller.close_poke_pipe()                  # twice is harmless
+        controller.poke()                             # closed: ignored
