@@ -87,7 +87,7 @@ def database(keyspace_prefix: str | None = None) -> Callable:
                 context.result_table(keyspace_prefix), context.run_id, context.worker,
                 context.settings.read_consistency, context.settings.write_consistency, lease=lease,
                 replication=context.settings.replication, replication_source=context.settings.sources["replication"],
-                single_node=context.cassandra_mode == "container")
+                single_node=context.cassandra_mode == "container", rows=context.rows)
             db.connect(context.settings.startup_timeout, retry=context.cassandra_mode == "container")
         except CeleryAstraError as error:
             if lease is not None:
@@ -136,10 +136,7 @@ def database(keyspace_prefix: str | None = None) -> Callable:
 
 
 def _forget_result_rows(db: TestDatabase) -> None:
-    from pytest_celery_astra.cassandra.result_rows import DELETES, WRITTEN
-
-    DELETES.forget((db.keyspace, db.result_table))
-    WRITTEN.take((db.keyspace, db.result_table))
+    db.rows.forget((db.keyspace, db.result_table))
 
 
 def _reap_leftovers(context: RunContext, db: TestDatabase) -> list[str]:
@@ -222,8 +219,11 @@ def wired_app(request: pytest.FixtureRequest, make_app: Callable[[], Celery], re
         "write_consistency": context.settings.write_consistency,
         "poll_interval": context.settings.result_poll_interval,
         "default_queue": celery_app.conf.task_default_queue, "broker_mode": context.broker.mode}
+    before = getattr(celery_app, "celery_astra_rows", None)  # a pytest run inside a test: the outer run's
+    celery_app.celery_astra_rows = context.rows  # the backend records its writes in the run's ledger
     connect_backend_in_background(celery_app)
     yield celery_app
+    celery_app.celery_astra_rows = before
     _teardown_step("closing the result backend's Cassandra connection", lambda: close_backend(celery_app))
     _teardown_step("closing the broker connection pool", lambda: close_broker_pools(celery_app))
 

@@ -223,7 +223,7 @@ def _broker_kinds(config: pytest.Config) -> tuple[str, ...]:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Function):
     """During the test itself, tell the backend when every result row in its tables was stored by this
-    process since they were created: a task id it has not stored has no row (result_rows.known_absent).
+    process since they were created: a task id it has not stored has no row (ResultRows.known_absent).
     With cleanup on, the janitor deletes other writers' rows after their test; with cleanup off they stay,
     so after one such test the backend reads first again until the end of the run."""
     from pytest_celery_astra.workers.standby import only_requested_workers_consume

@@ -53,7 +53,7 @@ from celery.backends.cassandra import CassandraBackend, buf_t
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 
 from pytest_celery_astra.cassandra.database import CassandraTarget
-from pytest_celery_astra.cassandra.result_rows import DELETES, WRITTEN, known_absent
+from pytest_celery_astra.cassandra.result_rows import rows_of
 
 # Celery 5.7 reads a task's row before storing it (to keep a first SUCCESS); earlier releases only write.
 # Public: the bench's floor of Celery's own queries per task uses it too.
@@ -162,11 +162,12 @@ class TestCassandraBackend(CassandraBackend):
 
     def _store_result(self, task_id, result, state, traceback=None, request=None, **kwargs):
         table = (self.keyspace, self.table)
-        DELETES.wait_if_pending(table, task_id)  # the previous test's delete of this very id lands first
+        rows = rows_of(self.app)
+        rows.deletes.wait_if_pending(table, task_id)  # the previous test's delete of this very id lands first
         try:
-            if CELERY_READS_BEFORE_WRITE and known_absent(table, task_id):
+            if CELERY_READS_BEFORE_WRITE and rows.known_absent(table, task_id):
                 # Celery 5.7 reads the row first to keep a first SUCCESS; there is provably no row (see
-                # result_rows.ROWS_ONLY_FROM_HERE): the same INSERT, with the same values, without that read.
+                # ResultRows.only_from_here): the same INSERT, with the same values, without that read.
                 self._get_connection(write=True)
                 self._session.execute(self._write_stmt, (
                     task_id, state, buf_t(self.encode(result)), self.app.now(), buf_t(self.encode(traceback)),
@@ -174,11 +175,11 @@ class TestCassandraBackend(CassandraBackend):
                 return None
             return super()._store_result(task_id, result, state, traceback=traceback, request=request, **kwargs)
         finally:
-            WRITTEN.add(table, task_id)  # the janitor deletes exactly these rows after the test
+            rows.written.add(table, task_id)  # the janitor deletes exactly these rows after the test
             STORED.stored(task_id)
 
     def _get_task_meta_for(self, task_id):
-        DELETES.wait_if_pending((self.keyspace, self.table), task_id)
+        rows_of(self.app).deletes.wait_if_pending((self.keyspace, self.table), task_id)
         limit = getattr(_READ_LIMIT, "seconds", None)
         if limit is None:
             return super()._get_task_meta_for(task_id)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from pytest_celery_astra.cassandra.leases import KeyspaceLease
 from pytest_celery_astra.cassandra.replication import Replication
-from pytest_celery_astra.cassandra.result_rows import ROWS_ONLY_FROM_HERE
+from pytest_celery_astra.cassandra.result_rows import ResultRows
 from pytest_celery_astra.errors import DatabaseSetupError, TableNotOwnedError
 from pytest_celery_astra.masking import Secret
 from pytest_celery_astra.owner import Owner
@@ -246,7 +246,7 @@ class TestDatabase:
     def __init__(self, target: CassandraTarget, keyspace: str, result_table: str, run_id: str, worker: str,
                  read_consistency: str = "LOCAL_QUORUM", write_consistency: str = "LOCAL_QUORUM",
                  lease: KeyspaceLease | ClusterKeyspaceLease | None = None, replication: str = "auto",
-                 replication_source: str = "default", single_node: bool = True):
+                 replication_source: str = "default", single_node: bool = True, rows: ResultRows | None = None):
         self.target = target
         self.keyspace = keyspace
         self.result_table = result_table
@@ -283,6 +283,8 @@ class TestDatabase:
         self.session: Any = None
         # A request went through self.session since the plugin last emptied the tables (see _note_request).
         self.reached = False
+        # The run's ledger of result rows (result_rows.py): the backend's writes, the janitor's deletes.
+        self.rows = rows if rows is not None else ResultRows()
 
     def __repr__(self) -> str:
         return f"TestDatabase({self.target.describe()}, keyspace={self.keyspace!r}, table={self.result_table!r})"
@@ -636,7 +638,7 @@ class TestDatabase:
         this process's backend did not store, so the backend reads before it writes again (observed
         where the request is made, whichever way the test got the Session)."""
         self.reached = True
-        ROWS_ONLY_FROM_HERE.clear()
+        self.rows.only_from_here.clear()
 
     def owned_table(self, table: str) -> str:
         """The name of ``table`` (``name`` or ``keyspace.name``) if the plugin may empty it.

@@ -23,7 +23,6 @@ import re
 import time
 
 from pytest_celery_astra.cassandra.database import TestDatabase, consistency_level
-from pytest_celery_astra.cassandra.result_rows import DELETES, WRITTEN
 from pytest_celery_astra.errors import CleanupError
 
 
@@ -89,8 +88,8 @@ class Janitor:
         for name in self.tables:
             if name == self.database.result_table:
                 table = (self.database.keyspace, name)
-                written = WRITTEN.take(table)
-                DELETES.wait(table)  # the previous test's deferred deletes (raises if one failed twice)
+                written = self.database.rows.written.take(table)
+                self.database.rows.deletes.wait(table)  # the previous test's deferred deletes (raises if one failed twice)
                 if deferred:
                     if self._delete_written(name, written):
                         emptied.append(name)
@@ -107,7 +106,8 @@ class Janitor:
             return self._empty_table(name)  # TRUNCATE, past the tombstone budget
         qualified = f"{protect_name(self.database.keyspace)}.{protect_name(name)}"
         delete = self._delete_statement(qualified, self._partition_key(name))
-        DELETES.send((self.database.keyspace, name), self.database.session, delete, sorted(task_ids))
+        self.database.rows.deletes.send((self.database.keyspace, name), self.database.session, delete,
+                                        sorted(task_ids))
         self.database.tombstones[name] = spent + len(task_ids)
         return True
 

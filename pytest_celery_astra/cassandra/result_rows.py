@@ -1,8 +1,9 @@
-"""The result rows this process wrote, and the deletes of them still in flight.
+"""The result rows this process wrote, and the deletes of them still in flight: one :class:`ResultRows`
+per pytest process (``RunContext.rows``), which the app fixture hands its app for the backend to find.
 
-The plugin's result backend records every task id it stores (``WRITTEN``). After a test whose every
+The plugin's result backend records every task id it stores (``written``). After a test whose every
 result-table row came from this process, the janitor deletes exactly those partitions without waiting
-for Cassandra to answer (``DELETES``): the deletes overlap the next test's set-up and first task.
+for Cassandra to answer (``deletes``): the deletes overlap the next test's set-up and first task.
 Nothing can see them half done:
 
 * a delete gets its timestamp when it is sent, during the previous test's teardown, so a row the
@@ -15,8 +16,8 @@ Nothing can see them half done:
 A delete that failed is sent once more, and waited for; if that fails too the error says so.
 
 The same knowledge saves a read per stored result: Celery 5.7 reads a task's row before writing it (to
-keep a first SUCCESS); while a test's rows all come from this process (``ROWS_ONLY_FROM_HERE``), an id
-not in ``WRITTEN`` has no row to read (``known_absent``), and the backend writes at once.
+keep a first SUCCESS); while a test's rows all come from this process (``only_from_here``), an id
+not in ``written`` has no row to read (``known_absent``), and the backend writes at once.
 """
 
 from __future__ import annotations
@@ -107,16 +108,39 @@ class _DeletesInFlight:
             pass
 
 
-WRITTEN = _WrittenIds()
-DELETES = _DeletesInFlight()
+class ResultRows:
+    """What one process knows of the result rows: the ids its backend wrote, the deletes in flight, and
+    whether the running test's rows all come from here."""
 
-# Set by the plugin for the call of a test whose every result row comes from this process's backend, and
-# whose tables hold no other writer's row (cleanup on: the janitor deleted them after their test; cleanup
-# off: no earlier test had another writer): the table then holds no row but those in WRITTEN (deletes still
-# in flight are waited for first), so a task id not in WRITTEN has no row.
-ROWS_ONLY_FROM_HERE = threading.Event()
+    def __init__(self):
+        self.written = _WrittenIds()
+        self.deletes = _DeletesInFlight()
+        # Set by the plugin for the call of a test whose every result row comes from this process's backend,
+        # and whose tables hold no other writer's row (cleanup on: the janitor deleted them after their test;
+        # cleanup off: no earlier test had another writer): the table then holds no row but those in
+        # ``written`` (deletes still in flight are waited for first), so a task id not in it has no row.
+        self.only_from_here = threading.Event()
+
+    def known_absent(self, table: Table, task_id: str) -> bool:
+        """Whether ``task_id`` provably has no row in ``table`` (see ``only_from_here``)."""
+        return self.only_from_here.is_set() and (table, task_id) not in self.written
+
+    def forget(self, table: Table) -> None:
+        """The table is being dropped (or the run ends): its deletes are waited for, its ids dropped."""
+        self.deletes.forget(table)
+        self.written.take(table)
 
 
-def known_absent(table: Table, task_id: str) -> bool:
-    """Whether ``task_id`` provably has no row in ``table`` (see ``ROWS_ONLY_FROM_HERE``)."""
-    return ROWS_ONLY_FROM_HERE.is_set() and (table, task_id) not in WRITTEN
+_ATTACH_LOCK = threading.Lock()
+
+
+def rows_of(app) -> ResultRows:
+    """The ledger the app fixture gave ``app`` (``celery_astra_rows``); an app wired elsewhere (a worker
+    process) gets one of its own on first use."""
+    rows = getattr(app, "celery_astra_rows", None)
+    if rows is None:
+        with _ATTACH_LOCK:
+            rows = getattr(app, "celery_astra_rows", None)
+            if rows is None:
+                rows = app.celery_astra_rows = ResultRows()
+    return rows

@@ -14,6 +14,7 @@ import json
 import logging
 import shutil
 import tempfile
+import threading
 import uuid
 import warnings
 from pathlib import Path
@@ -68,7 +69,8 @@ class RunState:
 
     def obtain(self, spec: ContainerSpec, timeout: float, reuse: bool = False,
                prepare: Callable[[RunningService], RunningService] | None = None,
-               on_created: Callable[[str], None] = lambda container_id: None) -> RunningService:
+               on_created: Callable[[str], None] = lambda container_id: None,
+               cancelled: threading.Event | None = None) -> RunningService:
         """The running service for ``spec``: started once per run, whoever asks first; that process also
         runs ``prepare`` on it (still under the lock) and records what it returns. ``on_created`` gets
         the id of a container this call creates, once it is recorded."""
@@ -77,7 +79,7 @@ class RunState:
         with file_lock(self.directory / f"{spec.name}.lock"):
             # Interrupted while waiting for the lock: nothing more to start or remove here (the run's end
             # removes what the record names), and no SDK import on the way out.
-            check_not_cancelled(spec.name)
+            check_not_cancelled(spec.name, cancelled)
             if record.exists():
                 data = json.loads(record.read_text())
                 if "error" in data:
@@ -97,7 +99,8 @@ class RunState:
 
             try:
                 service = (find_reusable(spec, timeout) if reuse else None) or start_container(
-                    spec, timeout, self.run_id, keep=reuse, owner=self.owner, on_created=remember)
+                    spec, timeout, self.run_id, keep=reuse, owner=self.owner, on_created=remember,
+                    cancelled=cancelled)
             except ServiceStartError as error:
                 # Other workers fail with the same message instead of retrying for minutes.
                 record.write_text(json.dumps({"error": str(error)}))

@@ -41,9 +41,6 @@ LABEL_OWNER_HOST = LABEL + ".owner-host"
 LABEL_OWNER_PID = LABEL + ".owner-pid"
 LABEL_OWNER_STARTED = LABEL + ".owner-started"
 LOG_TAIL_LINES = 40
-# Set when the run is interrupted: starts still waiting for readiness give up at once
-# (their containers are removed), instead of keeping a Ctrl-C'd pytest alive for seconds.
-CANCEL_STARTS = threading.Event()
 
 logger = logging.getLogger(__name__)
 
@@ -114,12 +111,15 @@ def cassandra_spec(image: str) -> ContainerSpec:
 
 def start_container(spec: ContainerSpec, timeout: float, run_id: str, keep: bool = False,
                     owner: Owner | None = None,
-                    on_created: Callable[[str], None] = lambda container_id: None) -> RunningService:
+                    on_created: Callable[[str], None] = lambda container_id: None,
+                    cancelled: threading.Event | None = None) -> RunningService:
     """Start ``spec`` and wait until its service answers; remove it again on any failure.
 
     ``on_created`` gets the container id before the readiness wait, so that an interrupt during
     the wait still finds it; ``owner`` (the pytest process that removes it) goes into its labels,
-    so that a later run can remove it if that process was killed.
+    so that a later run can remove it if that process was killed. Once ``cancelled`` is set (the run
+    is interrupted: RunContext.cancel_starts) the start gives up at once and its container is removed,
+    instead of keeping a Ctrl-C'd pytest alive for seconds.
     """
     import_container_sdk()
     from testcontainers.core.container import DockerContainer
@@ -140,7 +140,7 @@ def start_container(spec: ContainerSpec, timeout: float, run_id: str, keep: bool
         container.with_command(list(spec.command))
     started = time.monotonic()
     try:
-        _create_and_start(container, spec.name)
+        _create_and_start(container, spec.name, cancelled)
     except ServiceStartError:  # interrupted before its turn came: nothing was created
         raise
     except Exception as error:
@@ -155,10 +155,11 @@ def start_container(spec: ContainerSpec, timeout: float, run_id: str, keep: bool
         host = container.get_container_host_ip()
         port = int(container.get_exposed_port(spec.port))
         admin_port = int(container.get_exposed_port(spec.admin_port)) if spec.admin_port else None
-        wait_until_ready(spec, host, port, timeout, container_alive=lambda: _is_running(container))
+        wait_until_ready(spec, host, port, timeout, container_alive=lambda: _is_running(container),
+                         cancelled=cancelled)
     except BaseException as error:
         # After an interrupt nobody reads the log: the container goes at once.
-        logs = "" if CANCEL_STARTS.is_set() else container_log_tail(container)
+        logs = "" if _is_set(cancelled) else container_log_tail(container)
         _remove_quietly(container)
         if isinstance(error, ServiceStartError) and logs:
             raise ServiceStartError(f"{error}\n--- last {LOG_TAIL_LINES} lines of the {spec.name} "
@@ -177,9 +178,9 @@ def start_container(spec: ContainerSpec, timeout: float, run_id: str, keep: bool
 CREATE_LOCK = Path(tempfile.gettempdir()) / "pytest-celery-astra.create.lock"
 
 
-def _create_and_start(container, service: str) -> None:
+def _create_and_start(container, service: str, cancelled: threading.Event | None) -> None:
     with file_lock(CREATE_LOCK):
-        check_not_cancelled(service)  # once it is this start's turn: the lock may have taken a while
+        check_not_cancelled(service, cancelled)  # once it is this start's turn: the lock may have taken a while
         with _without_the_reaper():
             container.start()
 
@@ -202,9 +203,13 @@ def _without_the_reaper() -> Iterator[None]:
         testcontainers_config.ryuk_disabled = before
 
 
-def check_not_cancelled(service: str) -> None:
-    """Raise once the run is interrupted (``CANCEL_STARTS``): a start then goes no further."""
-    if CANCEL_STARTS.is_set():
+def _is_set(cancelled: threading.Event | None) -> bool:
+    return cancelled is not None and cancelled.is_set()
+
+
+def check_not_cancelled(service: str, cancelled: threading.Event | None) -> None:
+    """Raise once the run is interrupted (``cancelled`` set): a start then goes no further."""
+    if _is_set(cancelled):
         raise ServiceStartError(f"pytest-celery-astra: the start of {service} was interrupted.")
 
 
@@ -212,6 +217,7 @@ def wait_until_ready(
     spec: ContainerSpec, host: str, port: int, timeout: float,
     container_alive: Callable[[], bool] = lambda: True,
     probe: Callable[[str, int], None] | None = None,
+    cancelled: threading.Event | None = None,
 ) -> None:
     """Retry the real thing (or ``probe``) until it works, the container dies, or ``timeout`` passes.
 
@@ -220,13 +226,13 @@ def wait_until_ready(
     tells sooner that it is up; then the real thing is retried, which normally works at once."""
     deadline = time.monotonic() + timeout
     if probe is None and spec.name in GREETINGS:
-        _poll_greeting(spec, host, port, deadline, container_alive)
-    if probe is None and not CANCEL_STARTS.is_set():
+        _poll_greeting(spec, host, port, deadline, container_alive, cancelled)
+    if probe is None and not _is_set(cancelled):
         _import_probe_modules(spec.name)  # serially, if the greeting answered at once
     probe = probe or READINESS_PROBES[spec.name]
     last_error: Exception | None = None
     while time.monotonic() < deadline:
-        check_not_cancelled(spec.name)
+        check_not_cancelled(spec.name, cancelled)
         try:
             probe(host, port)
             return
@@ -242,12 +248,12 @@ def wait_until_ready(
 
 
 def _poll_greeting(spec: ContainerSpec, host: str, port: int, deadline: float,
-                   container_alive: Callable[[], bool]) -> None:
+                   container_alive: Callable[[], bool], cancelled: threading.Event | None) -> None:
     """Until the greeting answers, the container dies (then every 0.5 s), or the deadline; the caller's
     real probe reports what went wrong."""
     greet = GREETINGS[spec.name]
     checked_alive = time.monotonic()
-    while time.monotonic() < deadline and not CANCEL_STARTS.is_set():
+    while time.monotonic() < deadline and not _is_set(cancelled):
         try:
             greet(host, port)
             return

@@ -15,10 +15,10 @@ import pytest
 
 from pytest_celery_astra.brokers.choice import BrokerChoice, check_broker_url, check_url_isolates_workers, choose_broker
 from pytest_celery_astra.cassandra.database import CassandraTarget
+from pytest_celery_astra.cassandra.result_rows import ResultRows
 from pytest_celery_astra.containers.coordination import RunState
 from pytest_celery_astra.containers.engine import EngineProbe, no_engine_message, probe_engine
 from pytest_celery_astra.containers.services import (
-    CANCEL_STARTS,
     ContainerSpec,
     RunningService,
     cassandra_spec,
@@ -53,6 +53,9 @@ class RunContext:
     _preflight_error: str | None = None
     _preflight_done: bool = False
     reaped: list[str] = dataclasses.field(default_factory=list)  # what killed runs left, removed at start
+    rows: ResultRows = dataclasses.field(default_factory=ResultRows)  # the result rows' ledger (result_rows.py)
+    # Set when the run is interrupted: starts still waiting give up at once (services.start_container).
+    cancel_starts: threading.Event = dataclasses.field(default_factory=threading.Event)
     bundle_copy: Path | None = None  # this process's private copy of the Astra bundle (bundle.py)
     bundle_origin: str | None = None  # where a downloaded bundle came from (--astra-db-id)
 
@@ -216,7 +219,7 @@ class RunContext:
                 except ServiceStartError as error:
                     errors.append(str(error))
         except BaseException:  # Ctrl-C / SIGTERM while waiting: the starting threads give up now
-            CANCEL_STARTS.set()
+            self.cancel_starts.set()
             raise
         if self._start_pool is not None and all(future.done() for future in self._starts.values()):
             self._start_pool.shutdown(wait=True)  # idle threads: no thread of the plugin outlives its starts
@@ -232,11 +235,11 @@ class RunContext:
             return
         pending = any(not future.done() for future in self._starts.values())
         if pending:
-            CANCEL_STARTS.set()
+            self.cancel_starts.set()
         self._start_pool.shutdown(wait=True)
         self._start_pool = None
         if pending:
-            CANCEL_STARTS.clear()
+            self.cancel_starts.clear()
 
     def _obtain(self, spec: ContainerSpec, created_before: threading.Event | None,
                 created: threading.Event) -> RunningService:
@@ -257,12 +260,12 @@ class RunContext:
             self._wait_for_turn(spec, created_before)
             if spec.name != "rabbitmq" or self.broker.mode != "container":
                 return self.state.obtain(spec, settings.startup_timeout, settings.reuse_containers,
-                                         on_created=lambda container_id: created.set())
+                                         on_created=lambda container_id: created.set(), cancelled=self.cancel_starts)
             vhosts = xdist_worker_vhosts(self.worker, self.run_id, settings)
             service = self.state.obtain(
                 spec, settings.startup_timeout, settings.reuse_containers,
                 prepare=(lambda started: with_worker_vhosts(started, vhosts)) if vhosts else None,
-                on_created=lambda container_id: created.set())
+                on_created=lambda container_id: created.set(), cancelled=self.cancel_starts)
         finally:
             created.set()  # also when it was found running, kept, or failed
         vhost = worker_vhost(self.worker, self.run_id, settings)
@@ -275,9 +278,9 @@ class RunContext:
         created after an interrupt."""
         deadline = time.monotonic() + self.settings.startup_timeout
         while created_before is not None and not created_before.wait(0.05) and time.monotonic() < deadline:
-            if CANCEL_STARTS.is_set():
+            if self.cancel_starts.is_set():
                 break
-        check_not_cancelled(spec.name)
+        check_not_cancelled(spec.name, self.cancel_starts)
 
     def _refuse_if_orphaned(self) -> None:
         """An xdist worker whose pytest controller is gone (killed) must not start a new set of containers."""

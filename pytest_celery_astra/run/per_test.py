@@ -2,7 +2,7 @@
 
 Before: a test whose worker process died is told in one sentence; a test that reaches the tables itself
 waits for the previous test's deferred deletes. During: whether every result row comes from this
-process (``result_rows.ROWS_ONLY_FROM_HERE``). After: the workers settle (no task of this test runs
+process (``ResultRows.only_from_here``). After: the workers settle (no task of this test runs
 during the next), the tables of every database fixture the test used are emptied, the workers are checked.
 """
 
@@ -33,10 +33,8 @@ def before_test(request: pytest.FixtureRequest) -> None:
             pytest.fail(gone, pytrace=False)
     databases = request.config.stash.get(factories.DATABASES_KEY, {})
     if databases and reaches_tables(request):
-        from pytest_celery_astra.cassandra.result_rows import DELETES
-
         for database in list(databases.values()):
-            DELETES.wait((database.keyspace, database.result_table))  # the last test's deferred deletes
+            database.rows.deletes.wait((database.keyspace, database.result_table))  # the last test's deferred deletes
 
 
 def after_test(request: pytest.FixtureRequest) -> None:
@@ -103,16 +101,12 @@ def call_with_rows_known(item: pytest.Function):
         if not only_here:
             item.config.stash[_FOREIGN_ROWS_KEPT_KEY] = True
         only_here = only_here and not item.config.stash.get(_FOREIGN_ROWS_KEPT_KEY, False)
-    from pytest_celery_astra.cassandra.result_rows import ROWS_ONLY_FROM_HERE
-
-    # Set or cleared for this test, then restored: a pytest run inside a test (pytester, in-process)
-    # shares this module with the outer one.
-    outer = ROWS_ONLY_FROM_HERE.is_set()
-    _set_event(ROWS_ONLY_FROM_HERE, only_here)
+    only_from_here = context.rows.only_from_here
+    _set_event(only_from_here, only_here)
     try:
         yield
     finally:
-        _set_event(ROWS_ONLY_FROM_HERE, outer)
+        only_from_here.clear()
         if not context.settings.cleanup and not rows_all_from_here(item):
             item.config.stash[_FOREIGN_ROWS_KEPT_KEY] = True  # the test reached the tables during its call
 

@@ -114,9 +114,8 @@ def test_the_next_test_finds_them_pending_and_stores_them_again(celery_astra_wor
 
 def test_a_task_id_whose_delete_is_in_flight_is_read_and_stored_after_it(celery_astra_worker, celery_astra_database):
     from pytest_celery_astra.cassandra.janitor import Janitor
-    from pytest_celery_astra.cassandra.result_rows import DELETES
-
     db = celery_astra_database
+    DELETES = db.rows.deletes
     table = (db.keyspace, db.result_table)
     assert slow.apply_async((1,), task_id="reused").get(timeout=30) == 1
     Janitor(db).clean(deferred=True)               # what the plugin does after a worker-only test
@@ -133,7 +132,9 @@ def test_a_task_id_whose_delete_is_in_flight_is_read_and_stored_after_it(celery_
 # SUCCESS; earlier releases store the last) holds.
 def test_an_id_stored_twice_in_one_test_follows_celerys_rule(celery_astra_worker):
     import celery
-    from pytest_celery_astra.cassandra.result_rows import ROWS_ONLY_FROM_HERE
+    from pytest_celery_astra.cassandra.result_rows import rows_of
+
+    ROWS_ONLY_FROM_HERE = rows_of(slow.app).only_from_here   # the run's ledger, which the app fixture gave the app
 
     assert ROWS_ONLY_FROM_HERE.is_set()
     assert slow.apply_async((1,), task_id="twice").get(timeout=30) == 1
@@ -145,7 +146,9 @@ def test_an_id_stored_twice_in_one_test_follows_celerys_rule(celery_astra_worker
 
 # A row the test writes itself is not one the backend stored: the janitor finds it by reading the table.
 def test_writes_a_result_row_itself(celery_astra_database):
-    from pytest_celery_astra.cassandra.result_rows import ROWS_ONLY_FROM_HERE
+    from pytest_celery_astra.cassandra.result_rows import rows_of
+
+    ROWS_ONLY_FROM_HERE = rows_of(slow.app).only_from_here   # the run's ledger, which the app fixture gave the app
 
     assert not ROWS_ONLY_FROM_HERE.is_set()        # it reaches the table: no id is known to be absent
     db = celery_astra_database
@@ -163,7 +166,9 @@ def test_the_hand_written_row_is_gone(celery_astra_worker, celery_astra_database
 # first SUCCESS, written here by hand), and the janitor finds the row by reading.
 def test_gets_the_session_at_run_time_and_writes_a_success_row(request, celery_astra_worker):
     import celery
-    from pytest_celery_astra.cassandra.result_rows import ROWS_ONLY_FROM_HERE
+    from pytest_celery_astra.cassandra.result_rows import rows_of
+
+    ROWS_ONLY_FROM_HERE = rows_of(slow.app).only_from_here   # the run's ledger, which the app fixture gave the app
 
     assert ROWS_ONLY_FROM_HERE.is_set()
     db = request.getfixturevalue("celery_astra_database")

@@ -17,7 +17,7 @@ from celery.exceptions import TimeoutError as CeleryTimeoutError
 
 from pytest_celery_astra.cassandra import backend as backend_module
 from pytest_celery_astra.cassandra.backend import CHORD_UNLOCK_INTERVAL, TestCassandraBackend
-from pytest_celery_astra.cassandra.result_rows import ROWS_ONLY_FROM_HERE, WRITTEN
+from pytest_celery_astra.cassandra.result_rows import rows_of
 
 NOW = datetime.datetime(2026, 12, 2, 8, 0, 0)
 
@@ -84,6 +84,7 @@ def app():
                     cassandra_read_consistency="ONE", cassandra_write_consistency="ONE",
                     result_backend_thread_safe=True)
     app.now = lambda: NOW
+    app.celery_astra_rows = None   # each test's app gets a ledger of its own (rows_of)
     yield app
     app.close()
 
@@ -102,11 +103,7 @@ def driver(monkeypatch, rows):
     FakeCluster.session = session
     monkeypatch.setattr(cassandra.cluster, "Cluster", FakeCluster)
     monkeypatch.setattr(backend_module, "_rows_as_tuples", lambda cluster, session: None)
-    ROWS_ONLY_FROM_HERE.clear()
-    WRITTEN.take(("ks", "results"))
     yield session
-    ROWS_ONLY_FROM_HERE.clear()
-    WRITTEN.take(("ks", "results"))
 
 
 def stock(app) -> CassandraBackend:
@@ -138,14 +135,14 @@ def test_the_read_before_the_write_is_skipped_only_for_an_id_that_has_no_row(app
     # Celery 5.7+ reads a row before writing it; earlier releases only write, and so does the plugin there.
     celery_reads = "SELECT" if backend_module.CELERY_READS_BEFORE_WRITE else "INSERT"
     backend = ours(app)
-    ROWS_ONLY_FROM_HERE.set()
+    rows_of(app).only_from_here.set()
     driver.sent.clear()
     backend.store_result("fresh", 1, states.SUCCESS)
     assert driver.sent == ["INSERT"]                 # provably absent: no read
     driver.sent.clear()
     backend.store_result("fresh", 2, states.FAILURE)  # stored before: as Celery (keep the first SUCCESS)
     assert driver.sent[0] == celery_reads
-    ROWS_ONLY_FROM_HERE.clear()                        # another writer may have rows: as Celery
+    rows_of(app).only_from_here.clear()                        # another writer may have rows: as Celery
     driver.sent.clear()
     backend.store_result("other", 1, states.SUCCESS)
     assert driver.sent[0] == celery_reads
@@ -156,7 +153,7 @@ def test_keep_first_success_is_celerys_on_this_release(app, driver, rows):
     stock(app).store_result("twice", "first", states.SUCCESS)
     stock(app).store_result("twice", "second", states.FAILURE)
     celery_row = rows.pop("twice")
-    ROWS_ONLY_FROM_HERE.set()
+    rows_of(app).only_from_here.set()
     backend = ours(app)
     backend.store_result("twice", "first", states.SUCCESS)
     backend.store_result("twice", "second", states.FAILURE)

@@ -59,7 +59,7 @@ def test_while_a_service_boots_its_probe_modules_are_imported_once(monkeypatch):
     port = closed.getsockname()[1]   # bound, not listening: refused
     spec = ContainerSpec(name="cassandra", image="i", port=9042)
     _poll_greeting(spec, "127.0.0.1", port, deadline=time.monotonic() + 0.3,
-                   container_alive=lambda: True)
+                   container_alive=lambda: True, cancelled=None)
     closed.close()
     assert imported == [("cassandra.cluster", "celery.backends.cassandra")]
 

@@ -9,6 +9,7 @@ from cassandra import ConsistencyLevel, InvalidRequest, Unavailable
 
 from pytest_celery_astra.cassandra.janitor import DELETE_AT_MOST, Janitor
 from pytest_celery_astra.cassandra.replication import Replication
+from pytest_celery_astra.cassandra.result_rows import ResultRows
 from pytest_celery_astra.errors import CleanupError
 
 
@@ -54,7 +55,8 @@ def fake_database(session, replication=None):
     return types.SimpleNamespace(
         keyspace="ks", result_table="celery_results", cleaned_tables=["app_rows"], tombstones={},
         prepared_deletes={}, session=session, cluster=cluster, write_consistency="QUORUM",
-        replication=replication, created_tables={"celery_results", "app_rows"}, owns_keyspace=True)
+        replication=replication, created_tables={"celery_results", "app_rows"}, owns_keyspace=True,
+        rows=ResultRows())
 
 
 @pytest.fixture

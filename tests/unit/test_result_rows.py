@@ -1,7 +1,5 @@
 """The result-row ledger (cassandra/result_rows.py) with a fake driver session: no services."""
 
-import threading
-
 import pytest
 
 from pytest_celery_astra.cassandra import result_rows
@@ -85,12 +83,26 @@ def test_forget_drops_the_error_of_a_table_being_dropped():
     assert not deletes.pending(TABLE, "a")
 
 
-def test_an_id_is_known_absent_only_while_rows_all_come_from_here(monkeypatch):
-    event, written = threading.Event(), result_rows._WrittenIds()
-    monkeypatch.setattr(result_rows, "ROWS_ONLY_FROM_HERE", event)
-    monkeypatch.setattr(result_rows, "WRITTEN", written)
-    assert not result_rows.known_absent(TABLE, "x")
-    event.set()
-    assert result_rows.known_absent(TABLE, "x")
-    written.add(TABLE, "x")
-    assert not result_rows.known_absent(TABLE, "x")   # stored before: Celery's read-before-write applies
+def test_an_id_is_known_absent_only_while_rows_all_come_from_here():
+    rows = result_rows.ResultRows()
+    assert not rows.known_absent(TABLE, "x")
+    rows.only_from_here.set()
+    assert rows.known_absent(TABLE, "x")
+    rows.written.add(TABLE, "x")
+    assert not rows.known_absent(TABLE, "x")   # stored before: Celery's read-before-write applies
+
+
+def test_each_app_finds_the_ledger_it_was_given_or_gets_its_own():
+    given, app, other = result_rows.ResultRows(), type("App", (), {})(), type("App", (), {})()
+    app.celery_astra_rows = given
+    assert result_rows.rows_of(app) is given
+    own = result_rows.rows_of(other)                 # a worker process's app: one of its own, kept
+    assert own is not given and result_rows.rows_of(other) is own
+
+
+def test_forgetting_a_table_waits_for_its_deletes_and_drops_its_ids():
+    rows, session = result_rows.ResultRows(), Session()
+    rows.written.add(TABLE, "a")
+    rows.deletes.send(TABLE, session, "DELETE", ["b"])
+    rows.forget(TABLE)
+    assert not rows.deletes.pending(TABLE, "b") and (TABLE, "a") not in rows.written
