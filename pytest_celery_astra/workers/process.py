@@ -27,8 +27,9 @@ LOG_TAIL_LINES = 60
 CONFIG_ENV = "CELERY_ASTRA_PROCESS_CONFIG"
 # Written beside the wiring by the worker process: task modules it could not import (process_app.py).
 IMPORT_PROBLEMS = "import-problems.txt"
-# A task of the worker process only (process_app.py), on a queue of its own: after a Cassandra fault, each
-# child (or thread) reads through its own result backend, then says so in a file (no result is stored).
+# A task of the worker process only (process_app.py), on a queue of its own that it consumes only while
+# probed (an extra queue would change how it shares a Redis queue with a thread worker): after a Cassandra
+# fault, each child (or thread) reads through its own result backend, then says so in a file (no result).
 BACKEND_PROBE = "pytest_celery_astra.backend_probe"
 # A child busy with a test's task cannot take a probe: past this, the children that answered are enough.
 ALL_CHILDREN_WAIT = 10.0
@@ -95,7 +96,7 @@ class ProcessWorker:
     def command(self) -> list[str]:
         return [*_celery_program(), "-A", "pytest_celery_astra.workers.process_app", "worker",
                 "--pool", self.pool, "--concurrency", str(self.concurrency), "--hostname", self.hostname,
-                "--queues", ",".join([*self.consumed_queues, self.probe_queue]), "--loglevel", "INFO",
+                "--queues", ",".join(self.consumed_queues), "--loglevel", "INFO",
                 "--without-heartbeat", "--without-mingle", "--without-gossip"]
 
     def start(self) -> "ProcessWorker":
@@ -191,7 +192,9 @@ class ProcessWorker:
             return
         started = time.monotonic()
         barrier = Path(tempfile.mkdtemp(prefix="probe-", dir=self.directory))
+        control = self.app.control
         try:
+            control.add_consumer(self.probe_queue, destination=[self.hostname], reply=True, timeout=min(timeout, 10.0))
             for _ in range(self.children):
                 self.app.send_task(BACKEND_PROBE, (str(barrier), self.children, timeout), queue=self.probe_queue,
                                    ignore_result=True)
@@ -208,6 +211,10 @@ class ProcessWorker:
                 time.sleep(0.01)
         finally:
             shutil.rmtree(barrier, ignore_errors=True)  # releases the children that hold
+            try:
+                control.cancel_consumer(self.probe_queue, destination=[self.hostname], reply=True, timeout=5.0)
+            except Exception:  # noqa: BLE001 - a broker gone meanwhile: the queue is the worker's own anyway
+                pass
 
     def check(self) -> None:
         """Raise :class:`EmbeddedWorkerError` if the worker process died: with its log the first time

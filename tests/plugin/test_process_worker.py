@@ -363,14 +363,20 @@ def test_the_example_suite_on_worker_processes_switches_brokers_cleanly(xdist):
     import glob
     import tempfile
 
+    import kombu
+
     leftovers = set(glob.glob(f"{tempfile.gettempdir()}/pytest-celery-astra-worker-*"))
+    # kombu before 5.4 stops consuming from a restarted Redis (celery#8091, as in production; docs/faults.md):
+    # a worker process is not restarted for it, so there the Redis half runs without the fault tests.
+    old_kombu = tuple(int(part) for part in kombu.__version__.split(".")[:2]) < (5, 4)
+    deselect = ["-k", "not (faults and redis)"] if old_kombu and not xdist else []
     code, output = run(EXAMPLE, "--celery-astra-worker-kind", "process", "--celery-astra-broker-kind", "rabbitmq,redis",
-                       *xdist)
+                       *deselect, *xdist)
     assert code == 0, output
     if xdist:
         assert_example_on_worker_processes(output, passed=22, skipped=14)
-    else:
-        assert_example_on_worker_processes(output, passed=34, skipped=2)   # the 2: Astra only
+    else:   # the 2 skipped: Astra only
+        assert_example_on_worker_processes(output, passed=28 if old_kombu else 34, skipped=2)
     assert set(glob.glob(f"{tempfile.gettempdir()}/pytest-celery-astra-worker-*")) <= leftovers
 
 
