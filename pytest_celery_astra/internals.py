@@ -5,7 +5,9 @@ and broker pools when the fixture rewires it, cancelling the embedded worker's h
 when Celery's test worker has started, switching a driver Cluster's rows to tuples. Each is one function
 here, named for what it does; the rest of the plugin calls these and never a private name.
 ``tests/unit/test_internals_contract.py`` checks every name below against the installed releases (the
-lowest and the latest sessions run it), so an upstream change fails there, in one place, first.
+lowest and the latest sessions run it), so an upstream change fails there, in one place, first. At run
+time a name that is gone is not an error: each function then does what Celery would without the plugin's
+shortcut (the app builds its backend and pools as it always does, rows stay the driver's named tuples).
 
 Subclass internals are the exception: :class:`~pytest_celery_astra.cassandra.backend.TestCassandraBackend`
 extends Celery's ``CassandraBackend`` and uses its attributes (``_session``, ``_cluster``, ``_read_stmt``,
@@ -31,13 +33,15 @@ DRIVER_CLUSTER_PRIVATE = ("_config_mode",)
 
 def forget_cached_backend(app: Any) -> None:
     """Drop the backend an app built from earlier settings (Celery caches it, per thread too)."""
-    app._backend_cache = None
-    app._local = threading.local()
+    if hasattr(app, "_backend_cache"):
+        app._backend_cache = None
+    if hasattr(app, "_local"):
+        app._local = threading.local()
 
 
 def cached_backend(app: Any) -> Any:
     """The app's backend if it has made one, without making it."""
-    return app._backend_cache
+    return getattr(app, "_backend_cache", None)
 
 
 def backend_cluster(backend: Any) -> Any:
@@ -48,7 +52,7 @@ def backend_cluster(backend: Any) -> Any:
 def close_app_pool(app: Any) -> None:
     """Close the app's broker connection pool and drop it from kombu's process-wide registry, where
     ``app.pool`` would find it again by the broker connection's identity."""
-    pool = app._pool
+    pool = getattr(app, "_pool", None)
     if pool is None:
         return
     pool.force_close_all()
@@ -64,8 +68,9 @@ def forget_pools(app: Any) -> None:
     """Forget the app's broker pools, its producer pool and its remote control (whose mailbox caches a
     producer pool: kombu's ``Mailbox.producer_pool`` is a cached property that Celery drops only after a
     fork), so the next use connects to the app's current broker URL."""
-    app._pool = None
-    if "amqp" in app.__dict__:  # a cached_property: only when already made
+    if hasattr(app, "_pool"):
+        app._pool = None
+    if "amqp" in app.__dict__ and hasattr(app.amqp, "_producer_pool"):  # a cached_property: only when made
         app.amqp._producer_pool = None
     app.__dict__.pop("control", None)
 
@@ -76,16 +81,19 @@ def forget_router(app: Any) -> None:
     app.amqp.__dict__.pop("router", None)
 
 
-def held_task_handlers(consumer: Any) -> tuple[Callable, Callable]:
+def held_task_handlers(consumer: Any) -> tuple[Callable, ...]:
     """The functions a worker's timer entries call for tasks held for an ETA or countdown (rate limits)."""
-    return consumer.apply_eta_task.__func__, consumer._limit_post_eta.__func__
+    limited = getattr(consumer, "_limit_post_eta", None)
+    return (consumer.apply_eta_task.__func__, *((limited.__func__,) if limited is not None else ()))
 
 
 def allow_joining_results() -> None:
     """Starting a worker marks the process as a worker, where ``AsyncResult.get()`` is refused; the tests
     run in another thread than the embedded worker and must be allowed to wait."""
-    from celery.result import _set_task_join_will_block
-
+    try:
+        from celery.result import _set_task_join_will_block
+    except ImportError:  # gone: nothing marks the process as a worker to lift
+        return
     _set_task_join_will_block(False)
 
 
@@ -96,7 +104,9 @@ def worker_controller_started(controller: Any) -> threading.Event:
 
 def cluster_uses_profiles(cluster: Any) -> bool:
     """Whether a driver Cluster was configured with execution profiles (else with legacy session options)."""
-    from cassandra.cluster import _ConfigMode
-
-    return cluster._config_mode == _ConfigMode.PROFILES
+    try:
+        from cassandra.cluster import _ConfigMode
+    except ImportError:  # then the profile is changed, and a legacy Cluster keeps named tuples: still correct
+        return True
+    return getattr(cluster, "_config_mode", _ConfigMode.PROFILES) == _ConfigMode.PROFILES
 

@@ -110,3 +110,18 @@ def test_the_cassandra_backend_and_driver_names_exist(app):
     assert all(hasattr(with_profiles, name) for name in internals.DRIVER_CLUSTER_PRIVATE)
     assert internals.cluster_uses_profiles(with_profiles)
     assert not internals.cluster_uses_profiles(legacy)     # no profiles given: legacy session options
+
+
+def test_a_private_name_that_is_gone_falls_back_to_what_celery_does_without_the_plugin():
+    bare = type("App", (), {})()                     # no _backend_cache, _local, _pool, amqp
+    internals.forget_cached_backend(bare)
+    internals.forget_pools(bare)
+    internals.close_app_pool(bare)
+    assert internals.cached_backend(bare) is None
+
+    class OnlyEta:
+        def apply_eta_task(self, request):
+            return request
+
+    assert internals.held_task_handlers(OnlyEta()) == (OnlyEta.apply_eta_task,)
+    assert internals.cluster_uses_profiles(object()) is True   # unknown: change the profile (harmless)
