@@ -194,7 +194,7 @@ class ProcessWorker:
         barrier = Path(tempfile.mkdtemp(prefix="probe-", dir=self.directory))
         control = self.app.control
         try:
-            control.add_consumer(self.probe_queue, destination=[self.hostname], reply=True, timeout=min(timeout, 10.0))
+            self._consume_probe_queue(started + timeout)
             for _ in range(self.children):
                 self.app.send_task(BACKEND_PROBE, (str(barrier), self.children, timeout), queue=self.probe_queue,
                                    ignore_result=True)
@@ -215,6 +215,20 @@ class ProcessWorker:
                 control.cancel_consumer(self.probe_queue, destination=[self.hostname], reply=True, timeout=5.0)
             except Exception:  # noqa: BLE001 - a broker gone meanwhile: the queue is the worker's own anyway
                 pass
+
+    def _consume_probe_queue(self, deadline: float) -> None:
+        """Until the worker confirms it consumes the probe queue (its remote control may still be
+        reconnecting to the broker)."""
+        while True:
+            replies = self.app.control.add_consumer(self.probe_queue, destination=[self.hostname], reply=True,
+                                                    timeout=1.0)
+            if any(self.hostname in reply for reply in replies or ()):
+                return
+            self.check()
+            if time.monotonic() > deadline:
+                raise EmbeddedWorkerError(
+                    f"pytest-celery-astra: the worker process {self.hostname} did not answer remote control "
+                    f"(add_consumer) after the fault; its log:\n{self.log_tail()}")
 
     def check(self) -> None:
         """Raise :class:`EmbeddedWorkerError` if the worker process died: with its log the first time

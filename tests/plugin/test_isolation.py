@@ -222,32 +222,33 @@ CLEANUP_OFF_TESTS = '''
 import celery
 
 from myapp import slow
-from pytest_celery_astra.cassandra.result_rows import ROWS_ONLY_FROM_HERE
+from pytest_celery_astra.cassandra.result_rows import rows_of
 
+# The run's ledger, which the app fixture gave the app (a session fixture: it stays).
 KEEPS_FIRST = tuple(int(part) for part in celery.VERSION[:2]) >= (5, 7)
 
 
 def test_1_stores_an_id(celery_astra_worker):
-    assert ROWS_ONLY_FROM_HERE.is_set()
+    assert rows_of(slow.app).only_from_here.is_set()
     assert slow.apply_async((1,), task_id="kept").get(timeout=30) == 1
 
 
 def test_2_the_row_is_kept_and_stored_again_by_celerys_rule(celery_astra_worker):
-    assert ROWS_ONLY_FROM_HERE.is_set()
+    assert rows_of(slow.app).only_from_here.is_set()
     slow.apply_async((2,), task_id="kept")
     assert slow.delay(0).get(timeout=30) == 0
     assert slow.AsyncResult("kept").get(timeout=30) == (1 if KEEPS_FIRST else 2)
 
 
 def test_3_writes_a_success_row_by_hand(celery_astra_database):
-    assert not ROWS_ONLY_FROM_HERE.is_set()
+    assert not rows_of(slow.app).only_from_here.is_set()
     db = celery_astra_database
     db.session.execute(f"INSERT INTO {db.result_table} (task_id, status, result, date_done) "
                        f"VALUES ('by-hand', 'SUCCESS', textAsBlob('7'), toTimestamp(now()))")
 
 
 def test_4_after_another_writer_the_backend_reads_first_again(celery_astra_worker):
-    assert not ROWS_ONLY_FROM_HERE.is_set()
+    assert not rows_of(slow.app).only_from_here.is_set()
     slow.apply_async((8,), task_id="by-hand")
     assert slow.delay(0).get(timeout=30) == 0
     assert slow.AsyncResult("by-hand").get(timeout=30) == (7 if KEEPS_FIRST else 8)
