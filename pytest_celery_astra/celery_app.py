@@ -18,6 +18,7 @@ from pytest_celery_astra.internals import (
     forget_pools,
 )
 from pytest_celery_astra.masking import MaskedUrl
+from pytest_celery_astra.run.app_state import state_of
 
 # The backend is named, not imported: importing it loads cassandra-driver (slow).
 BACKEND_PATH = "pytest_celery_astra.cassandra.backend:TestCassandraBackend"
@@ -111,15 +112,16 @@ def connect_backend_in_background(app: Celery) -> None:
 
     thread = threading.Thread(target=run, name="celery-astra-backend-connect", daemon=True)
     thread.start()
-    app.celery_astra_backend_connecting = thread
+    state_of(app).backend_connecting = thread
 
 
 def close_backend(app: Celery) -> None:
     """Shut down the Cluster Celery's Cassandra backend opened; Celery never does."""
-    connecting = getattr(app, "celery_astra_backend_connecting", None)
+    state = state_of(app)
+    connecting = state.backend_connecting
     if connecting is not None:
         connecting.join(60)  # a connect gives up by itself well before (driver timeouts)
-        app.celery_astra_backend_connecting = None
+        state.backend_connecting = None
     cluster = backend_cluster(cached_backend(app))
     if cluster is not None:
         cluster.shutdown()

@@ -147,7 +147,8 @@ def celery_session_worker(request: pytest.FixtureRequest, celery_session_app, ce
         celery_session_app, hostname=parameters.get("hostname") or anon_nodename(),
         pool=parameters.get("pool", celery_worker_pool), concurrency=parameters.get("concurrency", 1),
         queues=tuple(parameters.get("queues") or ()), start_timeout=settings.worker_timeout,
-        stop_timeout=parameters.get("shutdown_timeout", settings.worker_timeout), make_default=False)
+        stop_timeout=parameters.get("shutdown_timeout", settings.worker_timeout), make_default=False,
+        in_flight=request.config.stash[RUN_CONTEXT_KEY].in_flight)
     for worker in factories.running_worker(request, embedded, "celery_session_app"):
         if ping:
             from celery.contrib.testing.tasks import ping as ping_task

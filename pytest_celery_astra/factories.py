@@ -27,9 +27,12 @@ from pytest_celery_astra.celery_app import (
 )
 from pytest_celery_astra.containers.coordination import warn_reaped
 from pytest_celery_astra.errors import CeleryAstraError, ConfigurationError
+from pytest_celery_astra.masking import MaskedUrl
 from pytest_celery_astra.naming import node_name
+from pytest_celery_astra.run.app_state import AppState, attach, restore, state_of
 from pytest_celery_astra.run.context import RUN_CONTEXT_KEY, RunContext
 from pytest_celery_astra.run.interrupts import interrupted
+from pytest_celery_astra.workers.wiring import CassandraLogin, Wiring
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -209,23 +212,24 @@ def wired_app(request: pytest.FixtureRequest, make_app: Callable[[], Celery], re
         celery_app, url, transport_options, db.target.celery_settings(), db.keyspace, db.result_table,
         context.settings.read_consistency, context.settings.write_consistency,
         context.settings.result_poll_interval)
-    # What a worker process needs to wire the same app the same way (process_app.py).
-    celery_app.celery_astra_wiring = {
-        "app": reference, "broker_url": str(url), "transport_options": transport_options,
-        "target": {"hosts": list(db.target.hosts), "port": db.target.port, "username": db.target.username,
-                   "password": None if db.target.password is None else str(db.target.password),
-                   "bundle_path": db.target.bundle_path, "protocol_version": db.target.protocol_version},
-        "keyspace": db.keyspace, "table": db.result_table, "read_consistency": context.settings.read_consistency,
-        "write_consistency": context.settings.write_consistency,
-        "poll_interval": context.settings.result_poll_interval,
-        "default_queue": celery_app.conf.task_default_queue, "broker_mode": context.broker.mode}
-    before = getattr(celery_app, "celery_astra_rows", None)  # a pytest run inside a test: the outer run's
-    celery_app.celery_astra_rows = context.rows  # the backend records its writes in the run's ledger
+    # The run's state for this app (its ledger, the wiring a worker process needs): restored after, for a
+    # pytest run inside a test wires the same app again.
+    before = attach(celery_app, AppState(rows=context.rows, wiring=Wiring(
+        app=reference, broker_url=MaskedUrl(url), transport_options=transport_options,
+        target=CassandraLogin(
+            hosts=tuple(db.target.hosts), port=db.target.port, username=db.target.username,
+            password=db.target.password, bundle_path=db.target.bundle_path,
+            protocol_version=db.target.protocol_version),
+        keyspace=db.keyspace, table=db.result_table, read_consistency=context.settings.read_consistency,
+        write_consistency=context.settings.write_consistency, poll_interval=context.settings.result_poll_interval,
+        default_queue=celery_app.conf.task_default_queue, broker_mode=context.broker.mode)))
     connect_backend_in_background(celery_app)
     yield celery_app
-    celery_app.celery_astra_rows = before
-    _teardown_step("closing the result backend's Cassandra connection", lambda: close_backend(celery_app))
-    _teardown_step("closing the broker connection pool", lambda: close_broker_pools(celery_app))
+    try:
+        _teardown_step("closing the result backend's Cassandra connection", lambda: close_backend(celery_app))
+        _teardown_step("closing the broker connection pool", lambda: close_broker_pools(celery_app))
+    finally:
+        restore(celery_app, before)
 
 
 def worker(app_fixture: str = "celery_astra_app", queues: tuple[str, ...] | None = None) -> Callable:
@@ -251,7 +255,7 @@ def worker(app_fixture: str = "celery_astra_app", queues: tuple[str, ...] | None
             celery_app, hostname=node_name(f"{context.run_id}_{context.worker}_{app_fixture}"), pool=settings.worker_pool,
             concurrency=settings.worker_concurrency, queues=settings.queues if queues is None else queues,
             start_timeout=settings.worker_timeout, stop_timeout=settings.worker_timeout,
-            make_default=app_fixture == "celery_astra_app")
+            make_default=app_fixture == "celery_astra_app", in_flight=context.in_flight)
         yield from running_worker(request, embedded, app_fixture)
 
     return worker_fixture
@@ -295,12 +299,13 @@ def _run_process_worker(request: pytest.FixtureRequest, app_fixture: str, queues
     context = _context(request)
     settings = context.settings
     celery_app = request.getfixturevalue(app_fixture)
-    wiring = celery_app.celery_astra_wiring
-    if wiring["broker_mode"] == "memory":
+    wiring = state_of(celery_app).wiring
+    assert wiring is not None  # every app fixture wires its app
+    if wiring.broker_mode == "memory":
         _fail_setup(request, ConfigurationError(
             "pytest-celery-astra: a worker process cannot reach the in-process memory broker; use "
             "--celery-astra-broker container (or url) with the process worker."))
-    if wiring["app"] is None:
+    if wiring.app is None:
         _fail_setup(request, ConfigurationError(
             "pytest-celery-astra: a worker process imports your app by name; set --celery-astra-app "
             "(ini celery_astra_app) to its module:attribute."))

@@ -11,7 +11,8 @@ shortcut (the app builds its backend and pools as it always does, rows stay the 
 
 Subclass internals are the exception: :class:`~pytest_celery_astra.cassandra.backend.TestCassandraBackend`
 extends Celery's ``CassandraBackend`` and uses its attributes (``_session``, ``_cluster``, ``_read_stmt``,
-``_write_stmt``, ``_table_created``, ``_get_connection``) as a subclass does; the contract test names them too.
+``_write_stmt``, ``_table_created``, ``_get_connection``) as a subclass does, and puts a view of the driver
+Session in ``_session`` so that Celery's own statements and decoding run; the contract test names them too.
 """
 
 from __future__ import annotations

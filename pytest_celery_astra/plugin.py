@@ -107,6 +107,7 @@ def _remove_what_the_run_made(config: pytest.Config) -> None:
     context = config.stash.get(RUN_CONTEXT_KEY, None)
     if context is None:
         return
+    context.in_flight.disconnect()  # Celery's signals are process-wide: a later run in this process has its own
     if context.bundle_copy is not None:  # every process made its own
         from pytest_celery_astra.astra.bundle import remove_copy
 

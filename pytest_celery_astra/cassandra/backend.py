@@ -19,7 +19,10 @@ And two about the driver, neither visible in what is stored or returned:
 
 * Celery's read and write statements (the same CQL, consistency levels and
   values) are prepared once per session instead of parsed by Cassandra on every
-  call.
+  call. Celery's own code still sends them and decodes the rows: the backend
+  hands it a view of the session (_SessionView) that answers a read known to
+  find no row without sending it, and bounds a read by what is left of
+  ``.get()``'s timeout.
 * The backend's own Cluster returns rows as plain tuples. The driver's default
   builds a new ``namedtuple`` class for every result, which took a third of its
   event-loop thread's time in a round trip; Celery only unpacks the row.
@@ -41,7 +44,6 @@ outside the tests.
 
 from __future__ import annotations
 
-import collections
 import copy
 import threading
 import time
@@ -49,11 +51,11 @@ from typing import Any
 
 import celery
 from celery import states
-from celery.backends.cassandra import CassandraBackend, buf_t
+from celery.backends.cassandra import CassandraBackend
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 
 from pytest_celery_astra.cassandra.database import CassandraTarget
-from pytest_celery_astra.cassandra.result_rows import rows_of
+from pytest_celery_astra.run.app_state import state_of
 
 # Celery 5.7 reads a task's row before storing it (to keep a first SUCCESS); earlier releases only write.
 # Public: the bench's floor of Celery's own queries per task uses it too.
@@ -65,49 +67,56 @@ DEFAULT_POLL_INTERVAL = 0.01
 CHORD_UNLOCK_INTERVAL = 0.01
 
 
-class _StoredResults:
-    """Events that wake the ``.get()`` calls waiting for a task id when its result is stored here."""
-
-    # How many recently stored task ids are remembered (a .get() called after its task finished reads at once).
-    REMEMBERED = 4096
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.waiting: dict[str, list[threading.Event]] = {}
-        self.recent: collections.OrderedDict[str, None] = collections.OrderedDict()
-
-    def watch(self, task_id: str) -> threading.Event:
-        event = threading.Event()
-        with self.lock:
-            self.waiting.setdefault(task_id, []).append(event)
-        return event
-
-    def forget(self, task_id: str, event: threading.Event) -> None:
-        with self.lock:
-            events = self.waiting.get(task_id, [])
-            if event in events:
-                events.remove(event)
-            if not events:
-                self.waiting.pop(task_id, None)
-
-    def stored(self, task_id: str) -> None:
-        with self.lock:
-            events = list(self.waiting.get(task_id, ()))
-            self.recent[task_id] = None
-            self.recent.move_to_end(task_id)
-            if len(self.recent) > self.REMEMBERED:
-                self.recent.popitem(last=False)
-        for event in events:
-            event.set()
-
-    def was_stored(self, task_id: str) -> bool:
-        with self.lock:
-            return task_id in self.recent
 
 
-STORED = _StoredResults()
-# Per thread: the longest a result read may take (set by wait_for from what is left of its timeout).
-_READ_LIMIT = threading.local()
+class _Turn(threading.local):
+    """What the calling thread's current backend call allows :class:`_SessionView` to change."""
+
+    absent: str | None = None  # a task id provably without a row: Celery's read of it finds none
+    limit: float | None = None  # the longest a result read may take (what is left of .get()'s timeout)
+
+
+_TURN = _Turn()
+
+
+class _NoRow:
+    """A driver result with no row: what Cassandra answers for a task id that has none."""
+
+    def one(self):
+        return None
+
+    def __iter__(self):
+        return iter(())
+
+    def __bool__(self):
+        return False
+
+
+class _SessionView:
+    """The driver Session as Celery's backend code sees it (its ``_session``), so Celery's own statements and
+    decoding run unchanged. Two things differ, for the calling thread only (:data:`_TURN`):
+
+    * Celery's read of a task id the plugin knows has no row is answered with no row, unsent;
+    * Celery's read of a result is bounded by what is left of ``.get()``'s timeout (a paused Cassandra
+      must not hold ``.get()`` for the driver's default timeout).
+
+    Everything else is the driver's Session itself. A Celery that reads differently (another statement)
+    gets Cassandra's answer every time: slower, never wrong."""
+
+    def __init__(self, session, backend: "TestCassandraBackend"):
+        self.session = session
+        self.backend = backend
+
+    def execute(self, query, parameters=None, *args, **kwargs):
+        if query is self.backend._read_stmt and parameters:
+            if _TURN.absent is not None and parameters[0] == _TURN.absent:
+                return _NoRow()
+            if _TURN.limit is not None and not args and "timeout" not in kwargs:
+                kwargs["timeout"] = _TURN.limit
+        return self.session.execute(query, parameters, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.session, name)
 
 
 class TestCassandraBackend(CassandraBackend):
@@ -118,6 +127,7 @@ class TestCassandraBackend(CassandraBackend):
     cassandra_options: dict
     _read_stmt: Any
     _write_stmt: Any
+    _session: Any
 
     def __init__(self, *args, port=None, **kwargs):
         super().__init__(*args, port=port, **kwargs)
@@ -158,42 +168,26 @@ class TestCassandraBackend(CassandraBackend):
                 self._write_stmt = _prepared(session, self._write_stmt, parameters=6)
             except Exception:  # noqa: BLE001 - an optimisation only: Celery's statements still work
                 pass
-            self._tuned_session = session
+            self._session = self._tuned_session = _SessionView(session, self)
 
     def _store_result(self, task_id, result, state, traceback=None, request=None, **kwargs):
         table = (self.keyspace, self.table)
-        rows = rows_of(self.app)
+        rows = state_of(self.app).rows
         rows.deletes.wait_if_pending(table, task_id)  # the previous test's delete of this very id lands first
+        # Celery 5.7 reads the row first to keep a first SUCCESS; when there is provably no row (see
+        # ResultRows.only_from_here) that read is answered "no row" without asking Cassandra (_SessionView),
+        # and Celery's own code writes its own INSERT.
+        _TURN.absent = task_id if CELERY_READS_BEFORE_WRITE and rows.known_absent(table, task_id) else None
         try:
-            if CELERY_READS_BEFORE_WRITE and rows.known_absent(table, task_id):
-                # Celery 5.7 reads the row first to keep a first SUCCESS; there is provably no row (see
-                # ResultRows.only_from_here): the same INSERT, with the same values, without that read.
-                self._get_connection(write=True)
-                self._session.execute(self._write_stmt, (
-                    task_id, state, buf_t(self.encode(result)), self.app.now(), buf_t(self.encode(traceback)),
-                    buf_t(self.encode(self.current_task_children(request)))))
-                return None
             return super()._store_result(task_id, result, state, traceback=traceback, request=request, **kwargs)
         finally:
+            _TURN.absent = None
             rows.written.add(table, task_id)  # the janitor deletes exactly these rows after the test
-            STORED.stored(task_id)
+            rows.stored.stored(task_id)
 
     def _get_task_meta_for(self, task_id):
-        rows_of(self.app).deletes.wait_if_pending((self.keyspace, self.table), task_id)
-        limit = getattr(_READ_LIMIT, "seconds", None)
-        if limit is None:
-            return super()._get_task_meta_for(task_id)
-        # Celery's own read (same statement and decoding), bounded by what is left of .get()'s timeout:
-        # a Cassandra that does not answer (paused, restarting) must not hold .get() for the driver's 30 s.
-        self._get_connection()
-        res = self._session.execute(self._read_stmt, (task_id,), timeout=limit).one()
-        if not res:
-            return {"status": states.PENDING, "result": None}
-        status, result, date_done, traceback, children = res
-        return self.meta_from_decoded({
-            "task_id": task_id, "status": status, "result": self.decode(result), "date_done": date_done,
-            "traceback": self.decode(traceback), "children": self.decode(children),
-        })
+        state_of(self.app).rows.deletes.wait_if_pending((self.keyspace, self.table), task_id)
+        return super()._get_task_meta_for(task_id)
 
     def _read_meta(self, task_id, remaining):
         """One read of the task's row, bounded by ``remaining``: (meta, None), or (None, the driver's
@@ -201,7 +195,7 @@ class TestCassandraBackend(CassandraBackend):
         from cassandra import OperationTimedOut, ReadTimeout
         from cassandra.cluster import NoHostAvailable
 
-        _READ_LIMIT.seconds = None if remaining is None else max(remaining, 0.05)
+        _TURN.limit = None if remaining is None else max(remaining, 0.05)
         try:
             return self.get_task_meta(task_id), None
         except (OperationTimedOut, ReadTimeout, NoHostAvailable) as error:
@@ -209,16 +203,17 @@ class TestCassandraBackend(CassandraBackend):
                 raise
             return None, error
         finally:
-            _READ_LIMIT.seconds = None
+            _TURN.limit = None
 
     def wait_for(self, task_id, timeout=None, interval=0.5, no_ack=True, on_interval=None):
         interval = min(interval, self.app.conf.get("celery_astra_result_poll_interval") or DEFAULT_POLL_INTERVAL)
-        health_check = getattr(self.app, "celery_astra_health_check", None)
+        state = state_of(self.app)
+        health_check = state.health_check
         deadline = None if timeout is None else time.monotonic() + timeout
-        stored = STORED.watch(task_id)  # before the first read: a store in between still wakes us
+        stored = state.rows.stored.watch(task_id)  # before the first read: a store in between still wakes us
         try:
             unanswered = None
-            if getattr(self.app, "celery_astra_stores_here", False) and not STORED.was_stored(task_id):
+            if state.stores_here and not state.rows.stored.was_stored(task_id):
                 # An embedded worker stores this app's results here and will wake us: reading before
                 # it has would only find nothing. A result stored elsewhere is read one interval later.
                 first = interval if deadline is None else min(interval, max(deadline - time.monotonic(), 0))
@@ -243,7 +238,7 @@ class TestCassandraBackend(CassandraBackend):
                 stored.wait(interval if remaining is None else min(interval, remaining))
                 stored.clear()  # the next read sees whatever woke us
         finally:
-            STORED.forget(task_id, stored)
+            state.rows.stored.forget(task_id, stored)
 
     def fallback_chord_unlock(self, header_result, body, countdown=1, **kwargs):
         if countdown == 1:  # Celery's default, passed explicitly by every chord

@@ -1,5 +1,6 @@
 """The result rows this process wrote, and the deletes of them still in flight: one :class:`ResultRows`
-per pytest process (``RunContext.rows``), which the app fixture hands its app for the backend to find.
+per pytest process (``RunContext.rows``), which the app fixture hands its app (in its
+:class:`~pytest_celery_astra.run.app_state.AppState`) for the backend to find.
 
 The plugin's result backend records every task id it stores (``written``). After a test whose every
 result-table row came from this process, the janitor deletes exactly those partitions without waiting
@@ -22,6 +23,7 @@ not in ``written`` has no row to read (``known_absent``), and the backend writes
 
 from __future__ import annotations
 
+import collections
 import threading
 from typing import Iterable
 
@@ -108,12 +110,53 @@ class _DeletesInFlight:
             pass
 
 
+class StoredResults:
+    """Events that wake the ``.get()`` calls waiting for a task id when its result is stored here."""
+
+    # How many recently stored task ids are remembered (a .get() called after its task finished reads at once).
+    REMEMBERED = 4096
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.waiting: dict[str, list[threading.Event]] = {}
+        self.recent: collections.OrderedDict[str, None] = collections.OrderedDict()
+
+    def watch(self, task_id: str) -> threading.Event:
+        event = threading.Event()
+        with self.lock:
+            self.waiting.setdefault(task_id, []).append(event)
+        return event
+
+    def forget(self, task_id: str, event: threading.Event) -> None:
+        with self.lock:
+            events = self.waiting.get(task_id, [])
+            if event in events:
+                events.remove(event)
+            if not events:
+                self.waiting.pop(task_id, None)
+
+    def stored(self, task_id: str) -> None:
+        with self.lock:
+            events = list(self.waiting.get(task_id, ()))
+            self.recent[task_id] = None
+            self.recent.move_to_end(task_id)
+            if len(self.recent) > self.REMEMBERED:
+                self.recent.popitem(last=False)
+        for event in events:
+            event.set()
+
+    def was_stored(self, task_id: str) -> bool:
+        with self.lock:
+            return task_id in self.recent
+
+
 class ResultRows:
-    """What one process knows of the result rows: the ids its backend wrote, the deletes in flight, and
-    whether the running test's rows all come from here."""
+    """What one process knows of the result rows: the ids its backend wrote, the deletes in flight,
+    the ``.get()`` calls to wake when a row is stored, and whether the running test's rows all come from here."""
 
     def __init__(self):
         self.written = _WrittenIds()
+        self.stored = StoredResults()
         self.deletes = _DeletesInFlight()
         # Set by the plugin for the call of a test whose every result row comes from this process's backend,
         # and whose tables hold no other writer's row (cleanup on: the janitor deleted them after their test;
@@ -129,18 +172,3 @@ class ResultRows:
         """The table is being dropped (or the run ends): its deletes are waited for, its ids dropped."""
         self.deletes.forget(table)
         self.written.take(table)
-
-
-_ATTACH_LOCK = threading.Lock()
-
-
-def rows_of(app) -> ResultRows:
-    """The ledger the app fixture gave ``app`` (``celery_astra_rows``); an app wired elsewhere (a worker
-    process) gets one of its own on first use."""
-    rows = getattr(app, "celery_astra_rows", None)
-    if rows is None:
-        with _ATTACH_LOCK:
-            rows = getattr(app, "celery_astra_rows", None)
-            if rows is None:
-                rows = app.celery_astra_rows = ResultRows()
-    return rows

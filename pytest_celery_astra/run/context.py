@@ -29,6 +29,7 @@ from pytest_celery_astra.masking import Secret
 from pytest_celery_astra.naming import astra_table_name, keyspace_name
 from pytest_celery_astra.run import interrupts
 from pytest_celery_astra.settings import Settings
+from pytest_celery_astra.workers.in_flight import InFlight
 
 RUN_CONTEXT_KEY = pytest.StashKey["RunContext"]()
 
@@ -54,6 +55,8 @@ class RunContext:
     _preflight_done: bool = False
     reaped: list[str] = dataclasses.field(default_factory=list)  # what killed runs left, removed at start
     rows: ResultRows = dataclasses.field(default_factory=ResultRows)  # the result rows' ledger (result_rows.py)
+    # Tasks published in this process and not yet run (Celery's signals, while an embedded worker runs).
+    in_flight: InFlight = dataclasses.field(default_factory=InFlight)
     # Set when the run is interrupted: starts still waiting give up at once (services.start_container).
     cancel_starts: threading.Event = dataclasses.field(default_factory=threading.Event)
     bundle_copy: Path | None = None  # this process's private copy of the Astra bundle (bundle.py)

@@ -140,9 +140,10 @@ def settle_workers(request: pytest.FixtureRequest) -> None:
         return
     from pytest_celery_astra.workers.thread import EmbeddedWorker, settle_all
 
-    timeout = request.config.stash[RUN_CONTEXT_KEY].settings.worker_timeout
+    context = request.config.stash[RUN_CONTEXT_KEY]
+    timeout = context.settings.worker_timeout
     embedded_workers = [worker for worker in workers if isinstance(worker, EmbeddedWorker)]
-    busy = settle_all(embedded_workers, timeout)
+    busy = settle_all(embedded_workers, timeout, context.in_flight)
     busy += [worker for worker in workers if worker not in embedded_workers and not worker.settle(timeout)]
     for embedded in busy:
         warnings.warn(pytest.PytestWarning(

@@ -10,7 +10,7 @@ parent-death signal, and its own process group removed at the end).
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import shutil
 import signal
@@ -19,12 +19,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_celery_astra.errors import EmbeddedWorkerError
+from pytest_celery_astra.run.app_state import state_of
+
+if TYPE_CHECKING:
+    from pytest_celery_astra.workers.wiring import Wiring
 
 LOG_TAIL_LINES = 60
-# Names the private JSON file process_app.py wires the app from.
-CONFIG_ENV = "CELERY_ASTRA_PROCESS_CONFIG"
 # Written beside the wiring by the worker process: task modules it could not import (process_app.py).
 IMPORT_PROBLEMS = "import-problems.txt"
 # A task of the worker process only (process_app.py), on a queue of its own that it consumes only while
@@ -48,7 +51,7 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 class ProcessWorker:
     """``celery worker`` in a subprocess, for one app fixture of this pytest process."""
 
-    def __init__(self, app, wiring: dict, hostname: str, pool: str = "prefork", concurrency: int = 2,
+    def __init__(self, app, wiring: "Wiring", hostname: str, pool: str = "prefork", concurrency: int = 2,
                  queues: tuple[str, ...] = (), start_timeout: float = 60.0, stop_timeout: float = 20.0,
                  directory_parent: Path | None = None):
         self.app = app
@@ -104,11 +107,9 @@ class ProcessWorker:
         # 0700; kept until stop(): whatever starts `celery worker` again (Celery re-executes itself on
         # SIGHUP) reads the same wiring.
         self.directory = Path(tempfile.mkdtemp(prefix="pytest-celery-astra-worker-", dir=self.directory_parent))
-        config = self.directory / "config.json"
-        config.touch(mode=0o600)
-        # holds the broker and Cassandra passwords: private
-        config.write_text(json.dumps({**self.wiring, "task_modules": task_modules(self.app)}))
-        env = {**os.environ, CONFIG_ENV: str(config),
+        # The file holds no secret: they travel in the child's environment (Wiring.write).
+        wiring = dataclasses.replace(self.wiring, task_modules=task_modules(self.app))
+        env = {**os.environ, **wiring.write(self.directory / "config.json"),
                # the user's modules are importable here through pytest's pythonpath / rootdir insertion
                "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
         env.pop("PYTEST_XDIST_WORKER", None)  # the worker is not a test process
@@ -132,7 +133,7 @@ class ProcessWorker:
             self._kill_group()
             shutil.rmtree(self.directory, ignore_errors=True)
             raise
-        self.app.celery_astra_health_check = self.check
+        state_of(self.app).health_check = self.check
         self.seconds_to_start = time.monotonic() - started
         problems = self.directory / IMPORT_PROBLEMS
         if problems.exists():  # imported here: this module is also imported by the worker process
@@ -258,7 +259,7 @@ class ProcessWorker:
         if self.process is None:
             return
         started = time.monotonic()
-        self.app.celery_astra_health_check = None
+        state_of(self.app).health_check = None
         try:
             if self.process.poll() is None:
                 self.process.send_signal(signal.SIGTERM)
@@ -285,8 +286,7 @@ class ProcessWorker:
         if self.log_path is None or not self.log_path.exists():
             return "(no log)"
         text = self.log_path.read_text(errors="replace")
-        target = self.wiring.get("target", {})
-        return mask_text("\n".join(text.splitlines()[-lines:]), [target.get("password")])
+        return mask_text("\n".join(text.splitlines()[-lines:]), self.wiring.secrets())
 
     def _kill_group(self) -> None:
         if self.process is None:

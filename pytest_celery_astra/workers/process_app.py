@@ -1,15 +1,14 @@
 """The app a process worker runs: ``celery -A pytest_celery_astra.workers.process_app worker ...``.
 
 Importing this module imports the user's app (``module:attribute``) and wires it to the test broker and
-Cassandra exactly as the test process's app fixture did, from the JSON file named by
-``CELERY_ASTRA_PROCESS_CONFIG`` (private, written by :class:`~pytest_celery_astra.workers.process.ProcessWorker`).
+Cassandra exactly as the test process's app fixture did, from the :class:`~pytest_celery_astra.workers.wiring.Wiring`
+that :class:`~pytest_celery_astra.workers.process.ProcessWorker` handed it (a private file, secrets in the environment).
 Everything else is Celery's own worker command line: pool, concurrency, node name, queues.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import sys
 import threading
@@ -19,26 +18,24 @@ from pathlib import Path
 
 from pytest_celery_astra.cassandra.database import CassandraTarget
 from pytest_celery_astra.celery_app import configure_app, load_app
-from pytest_celery_astra.masking import Secret
-from pytest_celery_astra.workers.process import BACKEND_PROBE, CONFIG_ENV, IMPORT_PROBLEMS
+from pytest_celery_astra.masking import MaskedUrl
+from pytest_celery_astra.workers.process import BACKEND_PROBE, IMPORT_PROBLEMS
+from pytest_celery_astra.workers.wiring import CONFIG_ENV, Wiring
 
 
 def _wired_app():
-    with open(os.environ[CONFIG_ENV]) as handle:
-        config = json.load(handle)
-    target = config["target"]
-    password = target.get("password")
+    wiring = Wiring.read()
+    login = wiring.target
     cassandra = CassandraTarget(
-        hosts=tuple(target["hosts"]), port=target["port"], username=target.get("username"),
-        password=Secret(password) if password is not None else None, bundle_path=target.get("bundle_path"),
-        protocol_version=target.get("protocol_version"))
-    app = load_app(config["app"])
-    import_task_modules(config.get("task_modules", {}))
-    if config.get("default_queue"):
-        app.conf.task_default_queue = config["default_queue"]
+        hosts=login.hosts, port=login.port, username=login.username, password=login.password,
+        bundle_path=login.bundle_path, protocol_version=login.protocol_version)
+    app = load_app(wiring.app)
+    import_task_modules(wiring.task_modules)
+    if wiring.default_queue:
+        app.conf.task_default_queue = wiring.default_queue
     return configure_app(
-        app, config["broker_url"], config["transport_options"], cassandra.celery_settings(), config["keyspace"],
-        config["table"], config["read_consistency"], config["write_consistency"], config["poll_interval"])
+        app, MaskedUrl(wiring.broker_url).unmasked(), wiring.transport_options, cassandra.celery_settings(),
+        wiring.keyspace, wiring.table, wiring.read_consistency, wiring.write_consistency, wiring.poll_interval)
 
 
 def import_task_modules(modules: dict[str, list[str]]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import socket
 import sys
 import threading
@@ -17,6 +16,8 @@ from kombu.asynchronous import set_event_loop
 
 from pytest_celery_astra.errors import EmbeddedWorkerError
 from pytest_celery_astra.internals import allow_joining_results, held_task_handlers, worker_controller_started
+from pytest_celery_astra.run.app_state import state_of
+from pytest_celery_astra.workers.in_flight import InFlight
 
 # How often the worker's event loop wakes to look at the stop flag. kombu's hub
 # otherwise sleeps in epoll for up to 10 s, which is why Celery's own
@@ -24,55 +25,6 @@ from pytest_celery_astra.internals import allow_joining_results, held_task_handl
 WAKE_INTERVAL = 0.05
 
 
-class _InFlight:
-    """Ids of tasks published in this process that no worker has finished yet (Celery's signals).
-
-    Lets :meth:`EmbeddedWorker.settle` return at once after the usual test, whose tasks all ran."""
-
-    def __init__(self):
-        # Counts, not a set: a retry publishes the same id again before its first run has finished.
-        self.ids: collections.Counter = collections.Counter()
-        self.lock = threading.Lock()
-        self.connected = False
-
-    def connect(self) -> None:
-        if self.connected:
-            return
-        from celery import signals
-
-        signals.before_task_publish.connect(self._published, weak=False)
-        for signal in (signals.task_postrun, signals.task_revoked, signals.task_unknown, signals.task_rejected):
-            signal.connect(self._finished, weak=False)
-        self.connected = True
-
-    def _published(self, sender=None, headers=None, body=None, **kwargs):
-        task_id = (headers or {}).get("id")  # task protocol 2; protocol 1 has it in the body
-        if task_id is None and isinstance(body, dict):
-            task_id = body.get("id")
-        if task_id:
-            with self.lock:
-                self.ids[task_id] += 1
-
-    def _finished(self, sender=None, task_id=None, request=None, **kwargs):
-        self.finished(task_id or getattr(request, "id", None))
-
-    def finished(self, task_id: str | None) -> None:
-        with self.lock:
-            if self.ids.get(task_id, 0) > 1:
-                self.ids[task_id] -= 1
-            else:
-                self.ids.pop(task_id, None)
-
-    def empty(self) -> bool:
-        with self.lock:
-            return not self.ids
-
-    def clear(self) -> None:
-        with self.lock:
-            self.ids.clear()
-
-
-IN_FLIGHT = _InFlight()
 
 
 class _ThreadWorkController(TestWorkController):
@@ -84,7 +36,8 @@ class _ThreadWorkController(TestWorkController):
 
     failure: BaseException | None = None
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, in_flight: InFlight | None = None, **kwargs):
+        self.in_flight = InFlight() if in_flight is None else in_flight
         self.stop_requested = threading.Event()
         self.drop_held_requested = threading.Event()
         self.consumer = None
@@ -120,7 +73,7 @@ class _ThreadWorkController(TestWorkController):
     def wake(self) -> None:
         """Runs in the worker thread every WAKE_INTERVAL; leaves the loop once a stop is requested."""
         if self.drop_held_requested.is_set():
-            _drop_held_tasks(self.consumer)
+            _drop_held_tasks(self.consumer, self.in_flight)
             self.drop_held_requested.clear()
         self.ticks += 1  # one more turn of the event loop: what was readable has been read
         if self.stop_requested.is_set():
@@ -159,7 +112,7 @@ class _ThreadWorkController(TestWorkController):
         super().on_consumer_ready(consumer)
 
 
-def _drop_held_tasks(consumer) -> None:
+def _drop_held_tasks(consumer, in_flight: InFlight) -> None:
     """In the worker thread: cancel the tasks waiting in the worker's timer for their ETA or countdown.
 
     They were received (so no queue purge reaches them) but have not started; left alone they would
@@ -179,7 +132,7 @@ def _drop_held_tasks(consumer) -> None:
         except Exception:  # noqa: BLE001 - a connection already gone: the message goes with it
             pass
         consumer.qos.decrement_eventually()
-        IN_FLIGHT.finished(request.id)
+        in_flight.finished(request.id)
 
 
 def _shorten_drain_timeout(connection, wake) -> None:
@@ -251,15 +204,15 @@ def purge_queues(app: Celery, queues: list[str]) -> None:
                 connection.close()
 
 
-def settle_all(workers: list, timeout: float) -> list:
+def settle_all(workers: list, timeout: float, in_flight: InFlight) -> list:
     """Settle every running embedded worker (see :meth:`EmbeddedWorker.settle`); return those still busy.
 
     Free after the usual test: when every task published in this process has finished, nothing can
     still arrive, and there is nothing to purge or wait for."""
-    if IN_FLIGHT.empty() and not (worker_state.active_requests or worker_state.reserved_requests):
+    if in_flight.empty() and not (worker_state.active_requests or worker_state.reserved_requests):
         return []
     busy = [embedded for embedded in workers if not embedded.settle(timeout)]
-    IN_FLIGHT.clear()  # purged, or ran: none of them can arrive any more
+    in_flight.clear()  # purged, or ran: none of them can arrive any more
     return busy
 
 
@@ -273,8 +226,10 @@ class EmbeddedWorker:
 
     def __init__(self, app: Celery, hostname: str, pool: str = "solo", concurrency: int = 1,
                  queues: tuple[str, ...] = (), start_timeout: float = 20.0, stop_timeout: float = 20.0,
-                 loglevel: str = "WARNING", make_default: bool = True):
+                 loglevel: str = "WARNING", make_default: bool = True, in_flight: InFlight | None = None):
         self.app = app
+        # The run's record of tasks still to run (RunContext.in_flight); a worker made outside a run keeps its own.
+        self.in_flight = InFlight() if in_flight is None else in_flight
         self.hostname = hostname
         self.pool = pool
         self.concurrency = concurrency
@@ -302,7 +257,7 @@ class EmbeddedWorker:
 
     def start(self) -> "EmbeddedWorker":
         started = time.monotonic()
-        IN_FLIGHT.connect()
+        self.in_flight.connect()
         _connect_task_hostname()
         self.app.finalize()
         if self.make_default:
@@ -313,7 +268,7 @@ class EmbeddedWorker:
         set_event_loop(None)
         self.controller = _ThreadWorkController(
             app=self.app, hostname=self.hostname, pool=_pool_class(self.pool, self.app, self.hostname),
-            concurrency=self.concurrency,
+            concurrency=self.concurrency, in_flight=self.in_flight,
             loglevel=self.loglevel, logfile=None, ready_callback=None, queues=self.consumed_queues,
             without_heartbeat=True, without_mingle=True, without_gossip=True,
         )
@@ -338,8 +293,9 @@ class EmbeddedWorker:
         # Starting a worker marks this process as a worker, where .get() is
         # forbidden; the tests run in another thread and must be allowed to wait.
         allow_joining_results()
-        self.app.celery_astra_health_check = self.check
-        self.app.celery_astra_stores_here = True  # its results are stored in this process: .get() is woken
+        state = state_of(self.app)
+        state.health_check = self.check
+        state.stores_here = True  # its results are stored in this process: .get() is woken
         self.seconds_to_start = time.monotonic() - started
         return self
 
@@ -400,8 +356,9 @@ class EmbeddedWorker:
             return
         assert self.controller is not None
         started = time.monotonic()
-        self.app.celery_astra_health_check = None
-        self.app.celery_astra_stores_here = False
+        state = state_of(self.app)
+        state.health_check = None
+        state.stores_here = False
         self.controller.stop_requested.set()
         self.controller.poke()
         try:

@@ -50,6 +50,7 @@ import time
 import pytest
 from celery.worker import state
 from myapp import billing_slow, slow
+from pytest_celery_astra.run.app_state import state_of
 
 
 def queue_depth(app, queue):
@@ -67,7 +68,7 @@ def held_for_later(worker):
 def test_the_backend_connects_in_the_background_without_schema_metadata(celery_astra_app):
     """First in the file: nothing has asked the backend for a result yet."""
     backend = celery_astra_app.backend
-    celery_astra_app.celery_astra_backend_connecting.join(30)
+    state_of(celery_astra_app).backend_connecting.join(30)
     assert backend._session is not None                          # connected by the app fixture's thread
     assert backend._cluster.schema_metadata_enabled is False     # Celery never reads it
     # Only the backend's own Cluster: the app's settings, which its own Clusters are made from, keep it.
@@ -132,7 +133,7 @@ def test_a_task_id_whose_delete_is_in_flight_is_read_and_stored_after_it(celery_
 # SUCCESS; earlier releases store the last) holds.
 def test_an_id_stored_twice_in_one_test_follows_celerys_rule(celery_astra_worker):
     import celery
-    from pytest_celery_astra.cassandra.result_rows import rows_of
+    from pytest_celery_astra.run.app_state import rows_of
 
     ROWS_ONLY_FROM_HERE = rows_of(slow.app).only_from_here   # the run's ledger, which the app fixture gave the app
 
@@ -146,7 +147,7 @@ def test_an_id_stored_twice_in_one_test_follows_celerys_rule(celery_astra_worker
 
 # A row the test writes itself is not one the backend stored: the janitor finds it by reading the table.
 def test_writes_a_result_row_itself(celery_astra_database):
-    from pytest_celery_astra.cassandra.result_rows import rows_of
+    from pytest_celery_astra.run.app_state import rows_of
 
     ROWS_ONLY_FROM_HERE = rows_of(slow.app).only_from_here   # the run's ledger, which the app fixture gave the app
 
@@ -166,7 +167,7 @@ def test_the_hand_written_row_is_gone(celery_astra_worker, celery_astra_database
 # first SUCCESS, written here by hand), and the janitor finds the row by reading.
 def test_gets_the_session_at_run_time_and_writes_a_success_row(request, celery_astra_worker):
     import celery
-    from pytest_celery_astra.cassandra.result_rows import rows_of
+    from pytest_celery_astra.run.app_state import rows_of
 
     ROWS_ONLY_FROM_HERE = rows_of(slow.app).only_from_here   # the run's ledger, which the app fixture gave the app
 
@@ -222,7 +223,7 @@ CLEANUP_OFF_TESTS = '''
 import celery
 
 from myapp import slow
-from pytest_celery_astra.cassandra.result_rows import rows_of
+from pytest_celery_astra.run.app_state import rows_of
 
 # The run's ledger, which the app fixture gave the app (a session fixture: it stays).
 KEEPS_FIRST = tuple(int(part) for part in celery.VERSION[:2]) >= (5, 7)

@@ -17,7 +17,7 @@ from celery.exceptions import TimeoutError as CeleryTimeoutError
 
 from pytest_celery_astra.cassandra import backend as backend_module
 from pytest_celery_astra.cassandra.backend import CHORD_UNLOCK_INTERVAL, TestCassandraBackend
-from pytest_celery_astra.cassandra.result_rows import rows_of
+from pytest_celery_astra.run.app_state import rows_of, state_of
 
 NOW = datetime.datetime(2026, 12, 2, 8, 0, 0)
 
@@ -84,7 +84,7 @@ def app():
                     cassandra_read_consistency="ONE", cassandra_write_consistency="ONE",
                     result_backend_thread_safe=True)
     app.now = lambda: NOW
-    app.celery_astra_rows = None   # each test's app gets a ledger of its own (rows_of)
+    # each test's app gets a state (and ledger) of its own on first use (state_of)
     yield app
     app.close()
 
@@ -192,7 +192,7 @@ def test_a_dead_worker_ends_the_wait_with_its_error(app, driver):
     def health_check():
         raise RuntimeError("the embedded worker died: boom")
 
-    app.celery_astra_health_check = health_check
+    state_of(app).health_check = health_check
     with pytest.raises(RuntimeError, match="boom"):
         backend.wait_for("orphan", timeout=30)
 
@@ -223,3 +223,45 @@ def test_chord_unlock_waits_the_plugins_interval_unless_the_chord_sets_its_own(a
 def test_celery_5_3_port_setting_is_read(app):
     app.conf.cassandra_port = 19042
     assert ours(app).port == 19042
+
+
+def test_the_skipped_read_still_stores_celerys_own_row(app, driver, rows):
+    """The write without the read is Celery's own code: the same row as stock Celery's."""
+    stock(app).store_result("same", {"sorted": "a b"}, states.SUCCESS)
+    celery_row = rows.pop("same")
+    rows_of(app).only_from_here.set()
+    driver.sent.clear()
+    ours(app).store_result("same", {"sorted": "a b"}, states.SUCCESS)
+    assert driver.sent == ["INSERT"] and rows["same"] == celery_row
+
+
+def test_the_session_view_changes_only_celerys_read_in_the_calling_thread(app, driver, rows):
+    backend = ours(app)
+    backend._get_connection()
+    view = backend._session
+    rows["there"] = ("SUCCESS", b"1", NOW, b"", b"")
+    calls = []
+    original = driver.execute
+    driver.execute = lambda statement, parameters=(), timeout=None: (calls.append(timeout),
+                                                                     original(statement, parameters))[1]
+    backend_module._TURN.absent = "there"
+    try:
+        assert view.execute(backend._read_stmt, ("there",)).one() is None      # answered "no row", unsent
+        assert calls == []
+        other = type("Statement", (), {"query_string": backend._read_stmt.query_string})()
+        assert view.execute(other, ("there",)).one() is not None                # another statement: sent
+        seen = []
+        reader = threading.Thread(target=lambda: seen.append(view.execute(backend._read_stmt, ("there",)).one()))
+        reader.start()
+        reader.join(5)
+        assert seen[0] is not None                                              # another thread: sent
+    finally:
+        backend_module._TURN.absent = None
+    backend_module._TURN.limit = 0.25
+    try:
+        view.execute(backend._read_stmt, ("there",))
+    finally:
+        backend_module._TURN.limit = None
+    view.execute(backend._read_stmt, ("there",))
+    assert calls[-2:] == [0.25, None]                                           # bounded only while asked
+    assert view.prepare == driver.prepare                                       # the rest is the Session's

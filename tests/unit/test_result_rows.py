@@ -92,12 +92,24 @@ def test_an_id_is_known_absent_only_while_rows_all_come_from_here():
     assert not rows.known_absent(TABLE, "x")   # stored before: Celery's read-before-write applies
 
 
-def test_each_app_finds_the_ledger_it_was_given_or_gets_its_own():
-    given, app, other = result_rows.ResultRows(), type("App", (), {})(), type("App", (), {})()
-    app.celery_astra_rows = given
-    assert result_rows.rows_of(app) is given
-    own = result_rows.rows_of(other)                 # a worker process's app: one of its own, kept
-    assert own is not given and result_rows.rows_of(other) is own
+def test_a_stored_result_wakes_its_waiters_and_is_remembered():
+    stored = result_rows.StoredResults()
+    first, second, other = stored.watch("a"), stored.watch("a"), stored.watch("b")
+    assert not stored.was_stored("a")
+    stored.stored("a")
+    assert first.is_set() and second.is_set() and not other.is_set()
+    assert stored.was_stored("a") and not stored.was_stored("b")
+    stored.forget("a", first)
+    stored.forget("a", second)
+    assert "a" not in stored.waiting                       # no waiter left: nothing kept for it
+
+
+def test_only_the_most_recent_stored_ids_are_remembered(monkeypatch):
+    stored = result_rows.StoredResults()
+    monkeypatch.setattr(stored, "REMEMBERED", 3)
+    for task_id in "abcd":
+        stored.stored(task_id)
+    assert [stored.was_stored(task_id) for task_id in "abcd"] == [False, True, True, True]
 
 
 def test_forgetting_a_table_waits_for_its_deletes_and_drops_its_ids():

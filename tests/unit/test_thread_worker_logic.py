@@ -11,12 +11,14 @@ from celery import Celery
 from celery.exceptions import WorkerTerminate
 
 from pytest_celery_astra.workers import thread
+from pytest_celery_astra.workers.in_flight import InFlight
 
 
 @pytest.fixture
 def in_flight():
-    tracked = thread._InFlight()
+    tracked = InFlight()
     yield tracked
+    tracked.disconnect()
 
 
 def test_a_published_task_is_in_flight_until_a_worker_finishes_it(in_flight):
@@ -40,18 +42,28 @@ def test_a_retry_publishes_the_same_id_again_before_its_first_run_ends(in_flight
     assert in_flight.empty()
 
 
-def test_the_signals_are_connected_once(in_flight):
+def test_the_signals_are_connected_once_and_disconnected_at_the_end(in_flight):
     from celery import signals
 
-    before = len(signals.before_task_publish.receivers)
+    before = len(signals.before_task_publish.receivers), len(signals.task_postrun.receivers)
     in_flight.connect()
     in_flight.connect()
-    try:
-        assert len(signals.before_task_publish.receivers) == before + 1
-    finally:
-        signals.before_task_publish.disconnect(in_flight._published)
-        for signal in (signals.task_postrun, signals.task_revoked, signals.task_unknown, signals.task_rejected):
-            signal.disconnect(in_flight._finished)
+    assert (len(signals.before_task_publish.receivers), len(signals.task_postrun.receivers)) == (
+        before[0] + 1, before[1] + 1)
+    in_flight.disconnect()
+    in_flight.disconnect()
+    assert (len(signals.before_task_publish.receivers), len(signals.task_postrun.receivers)) == before
+
+
+def test_a_run_records_only_while_connected():
+    from celery import signals
+
+    tracked = InFlight()
+    tracked.connect()
+    signals.before_task_publish.send(sender="t", headers={"id": "seen"}, body=None)
+    tracked.disconnect()
+    signals.before_task_publish.send(sender="t", headers={"id": "after"}, body=None)
+    assert set(tracked.ids) == {"seen"}
 
 
 class FakeEntry:
@@ -87,9 +99,8 @@ class FakeConsumer:
         self.decremented += 1
 
 
-def test_held_tasks_are_cancelled_acknowledged_and_no_longer_in_flight(monkeypatch):
-    tracked = thread._InFlight()
-    monkeypatch.setattr(thread, "IN_FLIGHT", tracked)
+def test_held_tasks_are_cancelled_acknowledged_and_no_longer_in_flight():
+    tracked = InFlight()
     consumer = FakeConsumer()
     eta, limited, other, done = FakeRequest("eta"), FakeRequest("limited"), FakeRequest("other"), FakeRequest("done")
     for request in (eta, limited, other, done):
@@ -97,7 +108,7 @@ def test_held_tasks_are_cancelled_acknowledged_and_no_longer_in_flight(monkeypat
     entries = [FakeEntry(consumer.apply_eta_task, eta), FakeEntry(consumer._limit_post_eta, limited),
                FakeEntry(lambda request: None, other), FakeEntry(consumer.apply_eta_task, done, canceled=True)]
     consumer.timer.queue = [(0, 0, entry) for entry in entries]
-    thread._drop_held_tasks(consumer)
+    thread._drop_held_tasks(consumer, tracked)
     assert [entry.canceled for entry in entries] == [True, True, False, True]
     assert (eta.acknowledged, limited.acknowledged, other.acknowledged, done.acknowledged) == (True, True, False, False)
     assert consumer.decremented == 2
@@ -105,10 +116,10 @@ def test_held_tasks_are_cancelled_acknowledged_and_no_longer_in_flight(monkeypat
 
 
 def test_no_consumer_or_timer_yet_is_nothing_to_drop():
-    thread._drop_held_tasks(None)
+    thread._drop_held_tasks(None, InFlight())
     consumer = FakeConsumer()
     consumer.timer = None
-    thread._drop_held_tasks(consumer)
+    thread._drop_held_tasks(consumer, InFlight())
 
 
 def test_the_thread_pool_runs_tasks_with_the_workers_app_and_node_name():
