@@ -28,7 +28,6 @@ from pytest_celery_astra.celery_app import (
 from pytest_celery_astra.containers.coordination import warn_reaped
 from pytest_celery_astra.errors import CeleryAstraError, ConfigurationError
 from pytest_celery_astra.masking import MaskedUrl
-from pytest_celery_astra.naming import node_name
 from pytest_celery_astra.run.app_state import AppState, attach, restore, state_of
 from pytest_celery_astra.run.context import RUN_CONTEXT_KEY, RunContext
 from pytest_celery_astra.run.interrupts import interrupted
@@ -85,9 +84,10 @@ def database(keyspace_prefix: str | None = None) -> Callable:
             context.preflight()
             context.start_services(("cassandra",))  # the broker may go on booting meanwhile
             lease = context.keyspace_lease(keyspace_prefix)
+            placement = context.placement
             db = TestDatabase(
-                context.cassandra_target(), lease.keyspace if lease else context.keyspace(keyspace_prefix),
-                context.result_table(keyspace_prefix), context.run_id, context.worker,
+                context.cassandra_target(), lease.keyspace if lease else placement.keyspace(keyspace_prefix),
+                placement.result_table(keyspace_prefix), context.run_id, context.worker,
                 context.settings.read_consistency, context.settings.write_consistency, lease=lease,
                 replication=context.settings.replication, replication_source=context.settings.sources["replication"],
                 single_node=context.cassandra_mode == "container", rows=context.rows)
@@ -98,7 +98,8 @@ def database(keyspace_prefix: str | None = None) -> Callable:
             _fail_setup(request, error)
         try:
             if context.keeps_cluster_keyspaces:
-                db.take_cluster_lease(keyspace_prefix or context.settings.keyspace)
+                db.take_cluster_lease(context.placement.lease_registry(keyspace_prefix),
+                                      lambda slot: context.placement.kept_keyspace(slot, keyspace_prefix))
             db.prepare_keyspace()  # checks the Astra keyspace first
             warn_reaped(_reap_leftovers(context, db))
             if context.cassandra_mode == "astra":
@@ -187,8 +188,7 @@ def wired_app(request: pytest.FixtureRequest, make_app: Callable[[], Celery], re
         context.preflight()
         celery_app = make_app()
         if context.broker.mode == "url":
-            url, transport_options = worker_broker_url(context.broker, context.settings, None, context.worker,
-                                                       context.run_id)
+            url, transport_options = worker_broker_url(context.broker, context.settings, None, context.placement)
             check_broker_answers(url, transport_options)
     except (CeleryAstraError, ImportError) as error:
         _fail_setup(request, error)
@@ -199,8 +199,7 @@ def wired_app(request: pytest.FixtureRequest, make_app: Callable[[], Celery], re
         services = context.start_services()
         if context.broker.mode != "url":
             url, transport_options = worker_broker_url(
-                context.broker, context.settings, services.get(broker_kind or ""), context.worker,
-                context.run_id, broker_kind)
+                context.broker, context.settings, services.get(broker_kind or ""), context.placement, broker_kind)
     except CeleryAstraError as error:
         _fail_setup(request, error)
     _uses_database(request, database_fixture)
@@ -252,7 +251,7 @@ def worker(app_fixture: str = "celery_astra_app", queues: tuple[str, ...] | None
             return
         celery_app = request.getfixturevalue(app_fixture)
         embedded = EmbeddedWorker(
-            celery_app, hostname=node_name(f"{context.run_id}_{context.worker}_{app_fixture}"), pool=settings.worker_pool,
+            celery_app, hostname=context.placement.node_name(app_fixture), pool=settings.worker_pool,
             concurrency=settings.worker_concurrency, queues=settings.queues if queues is None else queues,
             start_timeout=settings.worker_timeout, stop_timeout=settings.worker_timeout,
             make_default=app_fixture == "celery_astra_app", in_flight=context.in_flight)
@@ -310,7 +309,7 @@ def _run_process_worker(request: pytest.FixtureRequest, app_fixture: str, queues
             "pytest-celery-astra: a worker process imports your app by name; set --celery-astra-app "
             "(ini celery_astra_app) to its module:attribute."))
     process = ProcessWorker(
-        celery_app, wiring, hostname=node_name(f"{context.run_id}_{context.worker}_{app_fixture}_process"),
+        celery_app, wiring, hostname=context.placement.node_name(app_fixture, "process"),
         pool=pool or settings.worker_process_pool, concurrency=concurrency or settings.worker_process_concurrency,
         queues=settings.queues if queues is None else queues, start_timeout=max(settings.worker_timeout, 60.0),
         stop_timeout=settings.worker_timeout, directory_parent=_state_directory(context))

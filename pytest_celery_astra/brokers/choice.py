@@ -20,7 +20,7 @@ from pytest_celery_astra.containers.services import (
     redis_spec,
 )
 from pytest_celery_astra.masking import mask_url, url_for_message
-from pytest_celery_astra.naming import key_prefix, vhost_name
+from pytest_celery_astra.naming import CONTROLLER, Placement, vhost_name
 from pytest_celery_astra.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -123,47 +123,35 @@ def check_broker_answers(url: str, transport_options: dict, timeout: float = 5.0
 
 
 def worker_broker_url(choice: BrokerChoice, settings: Settings, service: RunningService | None,
-                      worker: str, run_id: str = "", kind: str | None = None) -> tuple[str, dict]:
+                      placement: Placement, kind: str | None = None) -> tuple[str, dict]:
     """The URL and transport options one xdist worker uses on the broker of ``kind`` (container mode;
-    by default the first); its queues are its own.
+    by default the first); its queues are its own (``placement``: its vhost or Redis key prefix).
 
     A kept (reused) RabbitMQ may serve other runs at the same time: the vhost then carries the run id.
     """
     if choice.mode == "memory":
         return "memory://localhost/", dict(MEMORY_TRANSPORT_OPTIONS)
     if choice.mode == "url":
-        url = str(settings.broker_url).replace("{worker}", worker).replace("{run}", run_id)
-        return url, (redis_isolation(run_id, worker) if is_redis_url(url) else {})
+        url = str(settings.broker_url).replace("{worker}", placement.worker).replace("{run}", placement.run_id)
+        return url, (redis_isolation(placement) if is_redis_url(url) else {})
     assert service is not None
     if (kind or choice.kind) == "redis":
-        return f"redis://{service.host}:{service.port}/0", redis_isolation(run_id, worker)
-    vhost = worker_vhost(worker, run_id, settings)
+        return f"redis://{service.host}:{service.port}/0", redis_isolation(placement)
+    vhost = placement.vhost()
     if vhost is None:
         return f"amqp://guest:guest@{service.host}:{service.port}//", {}
     ensure_vhost(service, vhost)
     return f"amqp://guest:guest@{service.host}:{service.port}/{vhost}", {}
 
 
-def worker_vhost(worker: str, run_id: str, settings: Settings) -> str | None:
-    """The RabbitMQ vhost a worker's queues live in; None for the container's default vhost ``/``.
-
-    A run without xdist on a container of its own (not kept) is that container's only user: its default
-    vhost is as isolated as a new one, and making one costs a ``rabbitmqctl`` Erlang VM (0.6-1 s of CPU
-    while Cassandra starts). xdist workers share the run's container, and a kept one is shared with other
-    runs: each gets its own vhost (with the run id when kept)."""
-    if worker == "master" and not settings.reuse_containers:
-        return None
-    return vhost_name(worker, run_id if settings.reuse_containers else None)
-
-
 def is_redis_url(url: str) -> bool:
     return url.partition("://")[0].split("+")[-1] in ("redis", "rediss", "sentinel")
 
 
-def redis_isolation(run_id: str, worker: str) -> dict:
+def redis_isolation(placement: Placement) -> dict:
     """kombu's ``global_keyprefix``: every key and pub/sub channel of this run and worker carries it,
     so runs and xdist workers sharing one Redis never see each other's queues (no database-number cap)."""
-    return {"global_keyprefix": f"{key_prefix(run_id, worker)}:"}
+    return {"global_keyprefix": placement.redis_key_prefix()}
 
 
 def check_url_isolates_workers(url: str, worker: str) -> None:
@@ -200,15 +188,15 @@ def ensure_vhost(service: RunningService, vhost: str) -> None:
         _create_vhosts(service, [vhost])
 
 
-def xdist_worker_vhosts(worker: str, run_id: str, settings: Settings) -> list[str]:
+def xdist_worker_vhosts(placement: Placement, settings: Settings) -> list[str]:
     """The vhosts of every xdist worker of this run (``gw0`` … from ``PYTEST_XDIST_WORKER_COUNT``), which
     the worker that starts the run's own RabbitMQ makes at once (:func:`with_worker_vhosts`); empty when
     there is nothing to share: no xdist, or a kept container (its management API makes one in ~15 ms)."""
     count = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
-    if worker == "master" or settings.reuse_containers or not count.isdigit():
+    if placement.worker == CONTROLLER or settings.reuse_containers or not count.isdigit():
         return []
-    names = [vhost_name(f"gw{number}") for number in range(int(count))]
-    own = worker_vhost(worker, run_id, settings)
+    names = [vhost for number in range(int(count)) if (vhost := placement.of_worker(f"gw{number}").vhost())]
+    own = placement.vhost()
     return names if own is None or own in names else names + [own]
 
 

@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from pytest_celery_astra.cassandra.leases import KeyspaceLease
 from pytest_celery_astra.cassandra.replication import Replication
@@ -408,18 +408,17 @@ class TestDatabase:
             dropped.append(f"keyspace {name} ({why})")
         return dropped
 
-    def take_cluster_lease(self, prefix: str) -> None:
+    def take_cluster_lease(self, registry: str, kept_keyspace: Callable[[int], str]) -> None:
         """``keep_keyspaces`` on an existing cluster: lease a kept keyspace cluster-wide (cluster_leases.py)
         instead of making one named by the run id; when every slot is held, keep the run's own. The lease
-        table is made once per cluster (the only schema changes of a repeat run: none)."""
+        table (in keyspace ``registry``) is made once per cluster (the only schema changes of a repeat run:
+        none); ``kept_keyspace`` names a slot's keyspace (both from ``RunContext.placement``)."""
         import os
         import socket
 
         from pytest_celery_astra.cassandra.cluster_leases import CqlSlots, acquire
         from pytest_celery_astra.locks import file_lock
-        from pytest_celery_astra.naming import lease_registry_name, leased_keyspace_name
 
-        registry = lease_registry_name(prefix)
         replication = self.resolve_replication().cql()
         if not self._has_table(registry, "slots"):
             from pytest_celery_astra.cassandra.leases import LEASE_DIR
@@ -434,7 +433,7 @@ class TestDatabase:
         holder = f"{self.run_id}/{self.worker}/{socket.gethostname()}/{os.getpid()}"
         slots = CqlSlots(self.session, registry, consistency_level(self.write_consistency))
         lease = acquire(slots, lease_fingerprint(self.result_table, replication),
-                        lambda slot: leased_keyspace_name(prefix, slot), holder)
+                        kept_keyspace, holder)
         if lease is not None:
             self.lease, self.keyspace = lease, lease.keyspace
 

@@ -26,7 +26,7 @@ from pytest_celery_astra.containers.services import (
 )
 from pytest_celery_astra.errors import ConfigurationError, ServiceStartError
 from pytest_celery_astra.masking import Secret
-from pytest_celery_astra.naming import astra_table_name, keyspace_name
+from pytest_celery_astra.naming import Placement
 from pytest_celery_astra.run import interrupts
 from pytest_celery_astra.settings import Settings
 from pytest_celery_astra.workers.in_flight import InFlight
@@ -61,6 +61,7 @@ class RunContext:
     cancel_starts: threading.Event = dataclasses.field(default_factory=threading.Event)
     bundle_copy: Path | None = None  # this process's private copy of the Astra bundle (bundle.py)
     bundle_origin: str | None = None  # where a downloaded bundle came from (--astra-db-id)
+    _placement: Placement | None = None
 
     @property
     def broker(self) -> BrokerChoice:
@@ -139,10 +140,19 @@ class RunContext:
             return "astra"
         return "hosts" if self.settings.cassandra_hosts else "container"
 
+    @property
+    def placement(self) -> Placement:
+        """Where this process's data lives (keyspaces, tables, vhost, key prefix, node names), decided once."""
+        if self._placement is None:
+            settings = self.settings
+            self._placement = Placement(
+                run_id=self.run_id, worker=self.worker, keyspace_prefix=settings.keyspace, table=settings.table,
+                astra_keyspace=settings.astra_keyspace if settings.astra else None,
+                shares_cassandra=self.shares_cassandra, shares_broker=settings.reuse_containers)
+        return self._placement
+
     def keyspace(self, prefix: str | None = None) -> str:
-        if self.settings.astra:
-            return cast(str, self.settings.astra_keyspace)  # checked given by preflight() (check_astra_settings)
-        return self.keyspace_of(self.worker, prefix)
+        return self.placement.keyspace(prefix)
 
     @property
     def shares_cassandra(self) -> bool:
@@ -167,24 +177,11 @@ class RunContext:
             return None
         from pytest_celery_astra.cassandra.database import lease_fingerprint
         from pytest_celery_astra.cassandra.leases import acquire
-        from pytest_celery_astra.naming import leased_keyspace_name
 
-        keyspace_prefix = prefix or self.settings.keyspace
-        return acquire(self.services["cassandra"].container_id, keyspace_prefix,
-                       lease_fingerprint(self.result_table(prefix)),
-                       lambda slot: leased_keyspace_name(keyspace_prefix, slot))
-
-    def keyspace_of(self, worker: str, prefix: str | None = None) -> str:
-        """The keyspace ``worker`` uses; on a Cassandra shared with other runs it carries the run id."""
-        run_id = self.run_id if self.shares_cassandra else None
-        return keyspace_name(prefix or self.settings.keyspace, worker, run_id)
-
-    def result_table(self, prefix: str | None = None) -> str:
-        """Celery's result table; in Astra's shared keyspace one per run, worker and database fixture."""
-        if self.settings.astra:
-            table = f"{prefix}_{self.settings.table}" if prefix else self.settings.table
-            return astra_table_name(table, self.run_id, self.worker)
-        return self.settings.table
+        placement = self.placement
+        return acquire(self.services["cassandra"].container_id, prefix or self.settings.keyspace,
+                       lease_fingerprint(placement.result_table(prefix)),
+                       lambda slot: placement.kept_keyspace(slot, prefix))
 
     def container_specs(self) -> list[ContainerSpec]:
         """Cassandra first: it boots slowest, and containers are created one at a time (services.CREATE_LOCK)."""
@@ -254,7 +251,6 @@ class RunContext:
         from pytest_celery_astra.brokers.choice import (
             prepare_vhost,
             with_worker_vhosts,
-            worker_vhost,
             xdist_worker_vhosts,
         )
 
@@ -264,14 +260,14 @@ class RunContext:
             if spec.name != "rabbitmq" or self.broker.mode != "container":
                 return self.state.obtain(spec, settings.startup_timeout, settings.reuse_containers,
                                          on_created=lambda container_id: created.set(), cancelled=self.cancel_starts)
-            vhosts = xdist_worker_vhosts(self.worker, self.run_id, settings)
+            vhosts = xdist_worker_vhosts(self.placement, settings)
             service = self.state.obtain(
                 spec, settings.startup_timeout, settings.reuse_containers,
                 prepare=(lambda started: with_worker_vhosts(started, vhosts)) if vhosts else None,
                 on_created=lambda container_id: created.set(), cancelled=self.cancel_starts)
         finally:
             created.set()  # also when it was found running, kept, or failed
-        vhost = worker_vhost(self.worker, self.run_id, settings)
+        vhost = self.placement.vhost()
         if vhost is not None:
             prepare_vhost(service, vhost)
         return service

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pytest_celery_astra.errors import ConfigurationError
 from pytest_celery_astra.masking import mask_url
-from pytest_celery_astra.naming import astra_table_name
 from pytest_celery_astra.run.context import RunContext
 
 
@@ -43,7 +42,7 @@ def _broker_line(context: RunContext) -> str:
 def _cassandra_line(context: RunContext, workers: list[str]) -> str:
     settings = context.settings
     if context.cassandra_mode == "astra":
-        tables = ", ".join(astra_table_name(settings.table, context.run_id, worker) for worker in workers)
+        tables = ", ".join(context.placement.of_worker(worker).result_table() for worker in workers)
         bundle = (f"Astra DB bundle {settings.astra_bundle} ({settings.sources['astra_bundle']})"
                   if settings.astra_bundle is not None else
                   f"Astra DB bundle downloaded for database {settings.astra_db_id} ({settings.sources['astra_db_id']})"
@@ -51,16 +50,12 @@ def _cassandra_line(context: RunContext, workers: list[str]) -> str:
         return (f"{bundle}, "
                 f"keyspace {settings.astra_keyspace}, result tables {tables}")
     if context.leases_keyspaces:
-        from pytest_celery_astra.naming import leased_keyspace_name
-
-        keyspaces = f"{leased_keyspace_name(settings.keyspace, 'N')} (a kept one, leased per process)"
+        keyspaces = f"{context.placement.kept_keyspace('N')} (a kept one, leased per process)"
     elif context.keeps_cluster_keyspaces:
-        from pytest_celery_astra.naming import leased_keyspace_name
-
-        keyspaces = (f"{leased_keyspace_name(settings.keyspace, 'N')} (kept between runs, leased per process "
+        keyspaces = (f"{context.placement.kept_keyspace('N')} (kept between runs, leased per process "
                      f"cluster-wide: keep keyspaces {settings.describe('keep_keyspaces')})")
     else:
-        keyspaces = ", ".join(context.keyspace_of(worker) for worker in workers)
+        keyspaces = ", ".join(context.placement.of_worker(worker).keyspace() for worker in workers)
     where = (f"hosts {settings.describe('cassandra_hosts')} port {settings.cassandra_port}"
              if context.cassandra_mode == "hosts" else f"container (image {settings.describe('cassandra_image')})")
     return (f"{where}, keyspace {keyspaces} ({settings.sources['keyspace']}), table {settings.table}, "

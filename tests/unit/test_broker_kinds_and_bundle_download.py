@@ -8,13 +8,22 @@ from pytest_celery_astra.brokers.choice import (
     choose_broker,
     with_worker_vhosts,
     worker_broker_url,
-    worker_vhost,
     xdist_worker_vhosts,
 )
 from pytest_celery_astra.containers.services import RunningService
+from pytest_celery_astra.naming import Placement
 from pytest_celery_astra.settings import resolve_settings
 
 DATABASE_ID = "3f1c2b7e-9a4d-4c2e-8f0a-5b6d7e8f9a01"
+
+
+def place(worker: str, run_id: str, settings) -> Placement:
+    """Where a process's data lives, as RunContext.placement decides it (the broker side)."""
+    return Placement(run_id, worker, shares_broker=settings.reuse_containers)
+
+
+def worker_vhost(worker: str, run_id: str, settings):
+    return place(worker, run_id, settings).vhost()
 
 
 @pytest.mark.parametrize("value, kinds", [
@@ -39,7 +48,7 @@ def test_a_run_alone_on_its_own_rabbitmq_uses_the_default_vhost():
     rabbitmq = RunningService(name="rabbitmq", image="i", container_id="c", host="127.0.0.1", port=5672,
                               seconds_to_ready=0.0)
     # No vhost to make (no rabbitmqctl): worker_broker_url would otherwise exec into container "c".
-    url, options = worker_broker_url(choose_broker(settings, None), settings, rabbitmq, "master", "r1")
+    url, options = worker_broker_url(choose_broker(settings, None), settings, rabbitmq, place("master", "r1", settings))
     assert (url, options) == ("amqp://guest:guest@127.0.0.1:5672//", {})
     assert worker_vhost("master", "r1", settings) is None
 
@@ -57,12 +66,15 @@ def test_the_xdist_worker_that_starts_rabbitmq_makes_every_workers_vhost(monkeyp
     settings = resolve_settings({"broker": "container"}, {}, {})
     kept = resolve_settings({"broker": "container", "reuse_containers": "true"}, {}, {})
     monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "3")
-    assert xdist_worker_vhosts("gw1", "r1", settings) == ["celery_astra_gw0", "celery_astra_gw1", "celery_astra_gw2"]
-    assert xdist_worker_vhosts("gw7", "r1", settings)[-1] == worker_vhost("gw7", "r1", settings)  # a custom id too
+    assert xdist_worker_vhosts(place("gw1", "r1", settings), settings) == [
+        "celery_astra_gw0", "celery_astra_gw1", "celery_astra_gw2"]
+    # a custom id too
+    assert xdist_worker_vhosts(place("gw7", "r1", settings), settings)[-1] == worker_vhost("gw7", "r1", settings)
     # Nothing to share: no xdist, or a kept container (its management API makes a vhost in ~15 ms).
-    assert xdist_worker_vhosts("master", "r1", settings) == [] and xdist_worker_vhosts("gw0", "r1", kept) == []
+    assert xdist_worker_vhosts(place("master", "r1", settings), settings) == []
+    assert xdist_worker_vhosts(place("gw0", "r1", kept), kept) == []
     monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT")
-    assert xdist_worker_vhosts("gw0", "r1", settings) == []
+    assert xdist_worker_vhosts(place("gw0", "r1", settings), settings) == []
 
 
 def test_vhosts_made_at_start_are_recorded_and_then_only_used(monkeypatch):
@@ -74,10 +86,10 @@ def test_vhosts_made_at_start_are_recorded_and_then_only_used(monkeypatch):
     started = with_worker_vhosts(rabbitmq, ["celery_astra_gw0", "celery_astra_gw1"])
     assert made == [["celery_astra_gw0", "celery_astra_gw1"]]  # one call for both
     assert started.vhosts == ("celery_astra_gw0", "celery_astra_gw1")
-    url, _ = worker_broker_url(choose_broker(settings, None), settings, started, "gw1", "r1")
+    url, _ = worker_broker_url(choose_broker(settings, None), settings, started, place("gw1", "r1", settings))
     broker.prepare_vhost(started, "celery_astra_gw1")
     assert url.endswith("/celery_astra_gw1") and len(made) == 1  # used as it is: nothing made again
-    worker_broker_url(choose_broker(settings, None), settings, started, "gw2", "r1")  # a worker not counted
+    worker_broker_url(choose_broker(settings, None), settings, started, place("gw2", "r1", settings))  # a worker not counted
     assert made[-1] == ["celery_astra_gw2"]
 
 

@@ -5,7 +5,14 @@ import pytest
 from pytest_celery_astra.brokers.choice import check_broker_url, check_url_isolates_workers, worker_broker_url
 from pytest_celery_astra.cassandra.database import is_stale, parse_mark, table_mark, with_mark
 from pytest_celery_astra.masking import MaskedUrl, Secret, mask_text, mask_url, url_for_message
-from pytest_celery_astra.naming import MAX_CQL_NAME, astra_table_name, key_prefix, keyspace_name, vhost_name
+from pytest_celery_astra.naming import (
+    MAX_CQL_NAME,
+    Placement,
+    astra_table_name,
+    key_prefix,
+    keyspace_name,
+    vhost_name,
+)
 from pytest_celery_astra.owner import Owner
 
 
@@ -40,7 +47,7 @@ def test_redis_isolation_by_key_prefix_has_no_worker_cap():
 
     settings = resolve_settings({}, {}, {})
     service = RunningService("redis", "img", "cid", "127.0.0.1", 6379, 0.1)
-    urls = {worker_broker_url(BrokerChoice("container", "redis", ""), settings, service, f"gw{n}", "run1")[1][
+    urls = {worker_broker_url(BrokerChoice("container", "redis", ""), settings, service, Placement("run1", f"gw{n}"))[1][
         "global_keyprefix"] for n in range(64)}
     assert len(urls) == 64
 
@@ -147,3 +154,21 @@ def test_sent_tasks_are_recorded_from_the_publish_signal_without_a_broker():
     assert second.queue == "later" and 4 < second.countdown <= 5 and second.id
     assert recorder.of("recorded.add") == [first, second] and recorder.of("other") == []
     assert "recorded.add(3, 4)" in repr(second)
+
+
+def test_one_placement_names_everything_a_process_keeps():
+    own = Placement("3f9c0a1b2e", "gw1")
+    assert (own.keyspace(), own.keyspace("billing"), own.result_table()) == (
+        "celery_astra_gw1", "billing_gw1", "celery_results")
+    assert own.vhost() == "celery_astra_gw1" and Placement("r", "master").vhost() is None  # alone on its own broker
+    assert own.redis_key_prefix() == "celery_astra_3f9c0a1b2e_gw1:"
+    assert own.node_name("celery_astra_app", "process").startswith("celery_astra_3f9c0a1b2e_gw1_celery_astra_app_process@")
+    shared = Placement("3f9c0a1b2e", "gw1", shares_cassandra=True, shares_broker=True)
+    assert shared.keyspace() == "celery_astra_3f9c0a1b2e_gw1" and "3f9c0a1b2e" in shared.vhost()
+    assert (shared.kept_keyspace(2), shared.kept_keyspace(0, "billing")) == ("celery_astra_kept_2", "billing_kept_0")
+    assert shared.lease_registry() == "celery_astra_leases"
+    astra = Placement("3f9c0a1b2e", "gw1", astra_keyspace="users_ks")
+    assert astra.keyspace("billing") == "users_ks"                       # Astra: the user's keyspace, shared
+    assert astra.result_table() == astra_table_name("celery_results", "3f9c0a1b2e", "gw1")
+    assert astra.result_table("billing") == astra_table_name("billing_celery_results", "3f9c0a1b2e", "gw1")
+    assert astra.of_worker("gw2").result_table() != astra.result_table()
