@@ -1,10 +1,21 @@
-"""Is there a container engine? Asked through the Docker API, as testcontainers will.
+"""The one client of the container engine: which requests go where, and why.
 
-Also the two read-only questions a run with kept containers asks before its first
-test (which containers carry our labels, on which ports), answered with one plain
-HTTP request: the docker SDK and testcontainers take ~90 ms to import, and the
-SDK's list asks the engine again for every container it lists. Anything that
-changes a container (create, start, remove, exec) goes through the SDK.
+testcontainers creates the containers (``services.start_container``). What changes a container made by
+another process (a kept one, or one the xdist controller started: testcontainers cannot take a container
+it did not create) — stop, start, pause, exec, a removal the plain request could not make — goes through
+the docker SDK, testcontainers' own dependency, made by :func:`docker_client` here with the API version
+pinned. Four read-or-remove requests that run before or after any container work are plain HTTP on
+``DOCKER_HOST`` (:func:`_api_request`, here only), each for a gain measured on podman 4 (2 cores):
+
+* ``GET /_ping`` (:func:`probe_engine`): ~1 ms. It decides the broker mode at configure time and gives the
+  API version, so no SDK client asks ``GET /version`` (``docker.from_env()`` without it: 576 ms, with
+  it: 238 ms including the import).
+* ``GET /containers/json`` (:func:`list_containers`): ~2 ms, for a run on kept containers and the reaper
+  of killed runs, which otherwise import docker + testcontainers (453 ms in a fresh process) and list.
+* ``DELETE /containers/{id}`` (:func:`remove_container_plainly`): on the way out of an interrupted run,
+  without that import.
+
+TLS and ssh endpoints are left to the SDK, which speaks them.
 """
 
 from __future__ import annotations
@@ -32,34 +43,27 @@ class EngineProbe:
 def probe_engine(timeout: float = 2.0) -> EngineProbe:
     """Send ``GET /_ping`` to ``DOCKER_HOST`` (Docker or podman's API socket).
 
-    Cheap (a few ms) and without the docker SDK, so it can run at configure time
+    Cheap (about a millisecond) and without the docker SDK, so it can run at configure time
     to decide the broker mode and to give a clear message when nothing answers.
     """
     docker_host = os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
     parsed = urlparse(docker_host)
+    if parsed.scheme not in ("unix", "tcp", "http", "https"):
+        return EngineProbe(False, docker_host, f"DOCKER_HOST scheme {parsed.scheme!r} is not supported")
     try:
-        if parsed.scheme == "unix":
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(timeout)
-            try:
-                sock.connect(parsed.path)
-            except OSError:
-                sock.close()  # no ResourceWarning for a socket that never connected
-                raise
-        elif parsed.scheme in ("tcp", "http", "https"):
-            sock = socket.create_connection((parsed.hostname, parsed.port or 2375), timeout=timeout)
-        else:
-            return EngineProbe(False, docker_host, f"DOCKER_HOST scheme {parsed.scheme!r} is not supported")
-        with sock:
-            if parsed.scheme == "https" or _tls_configured():
-                return EngineProbe(True, docker_host, "TLS endpoint accepts connections")
-            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-            reply = _read_head(sock)
+        if parsed.scheme == "https" or _tls_configured():  # plain HTTP is not spoken there: a connection is the answer
+            socket.create_connection((parsed.hostname, parsed.port or 2376), timeout=timeout).close()
+            return EngineProbe(True, docker_host, "TLS endpoint accepts connections")
+        answer = _api_request("GET", "/_ping", timeout)
     except OSError as error:
         return EngineProbe(False, docker_host, f"{error.__class__.__name__}: {error.strerror or error}")
-    if reply.startswith(b"HTTP/1.") and b" 200 " in reply[:16]:
-        return EngineProbe(True, docker_host, "answers /_ping", _api_version(reply))
-    return EngineProbe(False, docker_host, f"unexpected reply {reply[:32]!r}")
+    except http.client.HTTPException as error:
+        return EngineProbe(False, docker_host, f"unexpected reply ({error.__class__.__name__})")
+    assert answer is not None  # a plain unix or tcp endpoint
+    status, headers, _ = answer
+    if status == 200:
+        return EngineProbe(True, docker_host, "answers /_ping", _api_version(headers.get("Api-Version")))
+    return EngineProbe(False, docker_host, f"unexpected reply (HTTP {status})")
 
 
 def _tls_configured() -> bool:
@@ -67,24 +71,10 @@ def _tls_configured() -> bool:
     return bool(os.environ.get("DOCKER_TLS_VERIFY") or os.environ.get("DOCKER_CERT_PATH"))
 
 
-def _read_head(sock: socket.socket) -> bytes:
-    """The reply up to the end of its headers (a few hundred bytes)."""
-    reply = b""
-    while b"\r\n\r\n" not in reply and len(reply) < 8192:
-        chunk = sock.recv(1024)
-        if not chunk:
-            break
-        reply += chunk
-    return reply
-
-
-def _api_version(reply: bytes) -> str | None:
-    for line in reply.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"api-version":
-            version = value.strip().decode("ascii", "replace")
-            return version if version.replace(".", "").isdigit() else None
-    return None
+def _api_version(header: str | None) -> str | None:
+    """The ``Api-Version`` header's value when it is a version number (it goes into the SDK's URLs)."""
+    version = (header or "").strip()
+    return version if version and version.replace(".", "").isdigit() else None
 
 
 _API_VERSIONS: dict[str, str | None] = {}
@@ -211,9 +201,9 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def _api_request(method: str, path: str, timeout: float) -> tuple[int, bytes] | None:
-    """``method path`` on the engine's API: (status, body); None for an endpoint this does not speak
-    (TLS, ssh)."""
+def _api_request(method: str, path: str, timeout: float) -> tuple[int, http.client.HTTPMessage, bytes] | None:
+    """``method path`` on the engine's API: (status, headers, body); None for an endpoint this does not
+    speak (TLS, ssh). The module's only plain request (see its docstring for each one's gain)."""
     parsed = urlparse(os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST)
     if parsed.scheme == "unix":
         connection: http.client.HTTPConnection = _UnixHTTPConnection(parsed.path, timeout)
@@ -224,7 +214,7 @@ def _api_request(method: str, path: str, timeout: float) -> tuple[int, bytes] | 
     try:
         connection.request(method, path, headers={"Host": "docker"})
         response = connection.getresponse()
-        return response.status, response.read()
+        return response.status, response.headers, response.read()
     finally:
         connection.close()
 
@@ -234,7 +224,7 @@ def _api_get_json(path: str, timeout: float):
     answer = _api_request("GET", path, timeout)
     if answer is None or answer[0] != 200:
         return None
-    return json.loads(answer[1])
+    return json.loads(answer[2])
 
 
 def remove_container_plainly(container_id: str, timeout: float = 30.0) -> bool:

@@ -44,9 +44,24 @@ def test_an_engine_without_the_header_leaves_the_version_to_the_sdk(tmp_path, mo
     assert engine.probe_engine().api_version is None
 
 
-def test_a_malformed_version_is_ignored():
-    assert engine._api_version(b"HTTP/1.1 200 OK\r\nApi-Version: 1.41; rm -rf\r\n\r\n") is None
-    assert engine._api_version(b"HTTP/1.1 200 OK\r\napi-version:  1.47 \r\n\r\n") == "1.47"
+def test_a_malformed_version_is_ignored(tmp_path, monkeypatch):
+    assert engine._api_version("1.41; rm -rf") is None and engine._api_version(None) is None
+    path = tmp_path / "engine.sock"
+    serve_once(path, b"HTTP/1.1 200 OK\r\napi-version:  1.47 \r\nContent-Length: 2\r\n\r\nOK")
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{path}")
+    assert engine.probe_engine().api_version == "1.47"          # header names are case-insensitive
+
+
+def test_what_does_not_answer_like_an_engine_is_said(tmp_path, monkeypatch):
+    path = tmp_path / "engine.sock"
+    serve_once(path, b"SSH-2.0-OpenSSH_9.2\r\n")
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{path}")
+    probe = engine.probe_engine()
+    assert not probe.answers and probe.detail.startswith("unexpected reply")
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/none.sock")
+    assert not engine.probe_engine().answers
+    monkeypatch.setenv("DOCKER_HOST", "npipe:////./pipe/docker_engine")
+    assert "not supported" in engine.probe_engine().detail
 
 
 def serve_http(path, status: str, body: bytes, requests: list):
