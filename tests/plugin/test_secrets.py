@@ -65,3 +65,46 @@ def test_secret_never_printed_or_written(pytester, monkeypatch, cassandra_with_s
     assert {"report.xml", "run.log", "debug.log"} <= {path.name for path in files}
     leaking = [path.name for path in files if SECRET in path.read_text(errors="replace")]
     assert leaking == []
+
+
+PROCESS_APP = '''
+from celery import Celery
+
+app = Celery("myapp")
+
+
+@app.task(name="myapp.echo")
+def echo(value):
+    return value
+'''
+PROCESS_TEST = '''
+import pathlib
+
+from myapp import echo
+
+
+def test_the_worker_process_works_and_its_files_hold_no_secret(celery_astra_worker_process):
+    assert echo.delay(7).get(timeout=60) == 7       # it logged in to Cassandra with the password
+    files = [path for path in pathlib.Path(celery_astra_worker_process.directory).rglob("*") if path.is_file()]
+    assert "config.json" in {path.name for path in files}
+    assert [path.name for path in files if SECRET in path.read_text(errors="replace")] == []
+'''
+
+
+def test_a_worker_process_gets_the_password_without_a_file_holding_it(pytester, monkeypatch,
+                                                                      cassandra_with_secret_role):
+    """The wiring a `celery worker` process reads is a file in the run's directory: the password travels in
+    the child's environment instead (workers/wiring.py)."""
+    node = cassandra_with_secret_role
+    pytester.makepyfile(myapp=PROCESS_APP, test_process_secret=PROCESS_TEST.replace("SECRET", repr(SECRET)))
+    (pytester.path / "pytest.ini").write_text("[pytest]\ncelery_astra_app = myapp:app\npythonpath = .\n")
+    for name, value in {
+        "CELERY_ASTRA_CASSANDRA_HOSTS": node.host,
+        "CELERY_ASTRA_CASSANDRA_PORT": str(node.port),
+        "CELERY_ASTRA_CASSANDRA_USERNAME": "tester",
+        "CELERY_ASTRA_CASSANDRA_PASSWORD": SECRET,
+    }.items():
+        monkeypatch.setenv(name, value)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-vv", "-rA", timeout=300)
+    result.assert_outcomes(passed=1)
+    assert SECRET not in result.stdout.str() + result.stderr.str()
