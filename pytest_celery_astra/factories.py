@@ -31,7 +31,7 @@ from pytest_celery_astra.masking import MaskedUrl
 from pytest_celery_astra.run.app_state import AppState, attach, restore, state_of
 from pytest_celery_astra.run.context import RUN_CONTEXT_KEY, RunContext
 from pytest_celery_astra.run.interrupts import interrupted
-from pytest_celery_astra.workers.wiring import CassandraLogin, Wiring
+from pytest_celery_astra.workers.wiring import Wiring
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -215,10 +215,7 @@ def wired_app(request: pytest.FixtureRequest, make_app: Callable[[], Celery], re
     # pytest run inside a test wires the same app again.
     before = attach(celery_app, AppState(rows=context.rows, wiring=Wiring(
         app=reference, broker_url=MaskedUrl(url), transport_options=transport_options,
-        target=CassandraLogin(
-            hosts=tuple(db.target.hosts), port=db.target.port, username=db.target.username,
-            password=db.target.password, bundle_path=db.target.bundle_path,
-            protocol_version=db.target.protocol_version),
+        target=db.target,
         keyspace=db.keyspace, table=db.result_table, read_consistency=context.settings.read_consistency,
         write_consistency=context.settings.write_consistency, poll_interval=context.settings.result_poll_interval,
         default_queue=celery_app.conf.task_default_queue, broker_mode=context.broker.mode)))

@@ -151,9 +151,6 @@ class RunContext:
                 shares_cassandra=self.shares_cassandra, shares_broker=settings.reuse_containers)
         return self._placement
 
-    def keyspace(self, prefix: str | None = None) -> str:
-        return self.placement.keyspace(prefix)
-
     @property
     def shares_cassandra(self) -> bool:
         """An existing cluster, or a kept container: other runs may use it at the same time."""

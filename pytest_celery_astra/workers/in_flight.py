@@ -25,7 +25,7 @@ class InFlight:
         from celery import signals
 
         signals.before_task_publish.connect(self._published, weak=False)
-        for signal in (signals.task_postrun, signals.task_revoked, signals.task_unknown, signals.task_rejected):
+        for signal in _finish_signals():
             signal.connect(self._finished, weak=False)
         self.connected = True
 
@@ -35,7 +35,7 @@ class InFlight:
         from celery import signals
 
         signals.before_task_publish.disconnect(self._published)
-        for signal in (signals.task_postrun, signals.task_revoked, signals.task_unknown, signals.task_rejected):
+        for signal in _finish_signals():
             signal.disconnect(self._finished)
         self.connected = False
 
@@ -64,3 +64,10 @@ class InFlight:
     def clear(self) -> None:
         with self.lock:
             self.ids.clear()
+
+
+def _finish_signals() -> tuple:
+    """Celery's signals that a task will not run (again) for its publish: it ran, or was revoked or dropped."""
+    from celery import signals
+
+    return (signals.task_postrun, signals.task_revoked, signals.task_unknown, signals.task_rejected)

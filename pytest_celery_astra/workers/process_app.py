@@ -16,7 +16,6 @@ import time
 import uuid
 from pathlib import Path
 
-from pytest_celery_astra.cassandra.database import CassandraTarget
 from pytest_celery_astra.celery_app import configure_app, load_app
 from pytest_celery_astra.masking import MaskedUrl
 from pytest_celery_astra.workers.process import BACKEND_PROBE, IMPORT_PROBLEMS
@@ -25,16 +24,12 @@ from pytest_celery_astra.workers.wiring import CONFIG_ENV, Wiring
 
 def _wired_app():
     wiring = Wiring.read()
-    login = wiring.target
-    cassandra = CassandraTarget(
-        hosts=login.hosts, port=login.port, username=login.username, password=login.password,
-        bundle_path=login.bundle_path, protocol_version=login.protocol_version)
     app = load_app(wiring.app)
     import_task_modules(wiring.task_modules)
     if wiring.default_queue:
         app.conf.task_default_queue = wiring.default_queue
     return configure_app(
-        app, MaskedUrl(wiring.broker_url).unmasked(), wiring.transport_options, cassandra.celery_settings(),
+        app, MaskedUrl(wiring.broker_url).unmasked(), wiring.transport_options, wiring.target.celery_settings(),
         wiring.keyspace, wiring.table, wiring.read_consistency, wiring.write_consistency, wiring.poll_interval)
 
 

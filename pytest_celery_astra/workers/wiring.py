@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
+from pytest_celery_astra.cassandra.database import CassandraTarget
 from pytest_celery_astra.errors import ConfigurationError
 from pytest_celery_astra.masking import MaskedUrl, Secret
 
@@ -28,25 +29,13 @@ SECRETS_ENV = "CELERY_ASTRA_PROCESS_SECRETS"
 
 
 @dataclass(frozen=True)
-class CassandraLogin:
-    """Where the worker process's result backend connects, and as whom (the test process's CassandraTarget)."""
-
-    hosts: tuple[str, ...] = ()
-    port: int = 9042
-    username: str | None = None
-    password: Secret | None = None
-    bundle_path: str | None = None
-    protocol_version: int | None = None
-
-
-@dataclass(frozen=True)
 class Wiring:
     """The app (``module:attribute``), its broker, its result table, and how it waits for results."""
 
     app: str | None
     broker_url: MaskedUrl
     transport_options: dict[str, Any]
-    target: CassandraLogin
+    target: CassandraTarget  # the test process's: where Cassandra answers, and as whom
     keyspace: str
     table: str
     read_consistency: str
@@ -89,7 +78,7 @@ class Wiring:
         secrets = json.loads(environ.get(SECRETS_ENV) or "{}")
         target = values.pop("target")
         password = secrets.get("password")
-        values["target"] = CassandraLogin(
+        values["target"] = CassandraTarget(
             **{**target, "hosts": tuple(target["hosts"]),
                "password": Secret(password) if password is not None else None})
         values["broker_url"] = MaskedUrl(secrets.get("broker_url") or "")

@@ -6,6 +6,8 @@ and to `ps` (README)."""
 
 import pytest
 
+from tests.plugin.test_reuse_leases import APP as ECHO_APP  # an app with one task, myapp.echo
+
 pytestmark = pytest.mark.usefixtures("container_engine")
 
 SECRET = "Xk7-distinctive-s3cret"
@@ -67,16 +69,6 @@ def test_secret_never_printed_or_written(pytester, monkeypatch, cassandra_with_s
     assert leaking == []
 
 
-PROCESS_APP = '''
-from celery import Celery
-
-app = Celery("myapp")
-
-
-@app.task(name="myapp.echo")
-def echo(value):
-    return value
-'''
 PROCESS_TEST = '''
 import pathlib
 
@@ -96,7 +88,7 @@ def test_a_worker_process_gets_the_password_without_a_file_holding_it(pytester, 
     """The wiring a `celery worker` process reads is a file in the run's directory: the password travels in
     the child's environment instead (workers/wiring.py)."""
     node = cassandra_with_secret_role
-    pytester.makepyfile(myapp=PROCESS_APP, test_process_secret=PROCESS_TEST.replace("SECRET", repr(SECRET)))
+    pytester.makepyfile(myapp=ECHO_APP, test_process_secret=PROCESS_TEST.replace("SECRET", repr(SECRET)))
     (pytester.path / "pytest.ini").write_text("[pytest]\ncelery_astra_app = myapp:app\npythonpath = .\n")
     for name, value in {
         "CELERY_ASTRA_CASSANDRA_HOSTS": node.host,

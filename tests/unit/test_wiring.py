@@ -6,9 +6,10 @@ import json
 
 import pytest
 
+from pytest_celery_astra.cassandra.database import CassandraTarget
 from pytest_celery_astra.errors import ConfigurationError
 from pytest_celery_astra.masking import MaskedUrl, Secret
-from pytest_celery_astra.workers.wiring import CONFIG_ENV, SECRETS_ENV, VERSION, CassandraLogin, Wiring
+from pytest_celery_astra.workers.wiring import CONFIG_ENV, SECRETS_ENV, VERSION, Wiring
 
 BROKER_PASSWORD = "br0ker-Pa55-9c1e"
 CASSANDRA_PASSWORD = "c4ss-Pa55-77ad"
@@ -18,7 +19,7 @@ def wiring(**changes) -> Wiring:
     values = dict(
         app="tasks:app", broker_url=MaskedUrl(f"amqp://user:{BROKER_PASSWORD}@localhost:5672/celery_astra_gw0"),
         transport_options={"confirm_publish": True},
-        target=CassandraLogin(hosts=("10.0.0.1", "10.0.0.2"), port=9043, username="cassandra",
+        target=CassandraTarget(hosts=("10.0.0.1", "10.0.0.2"), port=9043, username="cassandra",
                               password=Secret(CASSANDRA_PASSWORD), protocol_version=5),
         keyspace="celery_astra_gw0", table="celery_results", read_consistency="QUORUM",
         write_consistency="QUORUM", poll_interval=0.01, default_queue="celery", broker_mode="container",
@@ -47,7 +48,7 @@ def test_the_file_holds_no_secret_and_only_its_owner_reads_it(tmp_path):
 
 def test_a_wiring_without_secrets_reads_back_without_them(tmp_path):
     given = wiring(broker_url=MaskedUrl("redis://localhost:6379/0"),
-                   target=CassandraLogin(hosts=("127.0.0.1",)))
+                   target=CassandraTarget(hosts=("127.0.0.1",)))
     assert Wiring.read(given.write(tmp_path / "config.json")) == given
 
 
