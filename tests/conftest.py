@@ -7,6 +7,17 @@ import shutil
 import pytest
 
 REAL_SERVICE_ENV = ("DOCKER_HOST", "TESTCONTAINERS_RYUK_DISABLED", "TESTCONTAINERS_CONNECTION_MODE")
+# What pytest-xdist puts in an xdist worker's environment. When this suite itself runs under xdist
+# (scripts/test-all), the pytest runs it starts must not inherit them: they would believe they are xdist workers
+# (the plugin's worker id falls back to PYTEST_XDIST_WORKER) without being one.
+XDIST_ENV = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _inner_runs_are_not_xdist_workers():
+    saved = {name: os.environ.pop(name) for name in XDIST_ENV if name in os.environ}
+    yield
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +60,39 @@ def without_short_summary(output: str) -> str:
 
 def podman_or_docker() -> str:
     return shutil.which("podman") or shutil.which("docker") or "docker"
+
+
+@pytest.fixture(scope="session")
+def session_cassandra(container_engine):
+    """One Cassandra node (login cassandra/cassandra) for this pytest process — one per xdist worker of the suite —
+    started on first use, removed at the end."""
+    from tests.astra_standin import cassandra_container
+
+    with cassandra_container() as node:
+        yield node
+
+
+@pytest.fixture
+def shared_cassandra(session_cassandra, monkeypatch):
+    """The pytest runs this test starts use the session's Cassandra node instead of starting a container each.
+
+    For tests about something other than the Cassandra container (its start, faults, interruptions, reaping, reuse):
+    the runs are in the plugin's contact-points mode, as on a team's shared cluster — a keyspace per run, with the run
+    id in its name, dropped at the run's end. After the test, the node holds no keyspace but its system ones: every
+    run cleaned up after itself."""
+    node = session_cassandra
+    for name, value in (("HOSTS", node.host), ("PORT", str(node.port)), ("USERNAME", "cassandra"),
+                        ("PASSWORD", "cassandra")):
+        monkeypatch.setenv(f"CELERY_ASTRA_CASSANDRA_{name}", value)
+    yield node
+    from tests.astra_standin import connect_superuser
+
+    cluster, session = connect_superuser(node.host, node.port)
+    try:
+        left = sorted(row.keyspace_name for row in session.execute("SELECT keyspace_name FROM system_schema.keyspaces")
+                      if not row.keyspace_name.startswith("system"))
+        for name in left:   # the next test starts from an empty node, whatever this one asserted
+            session.execute(f"DROP KEYSPACE IF EXISTS {name}", timeout=60)
+    finally:
+        cluster.shutdown()
+    assert left == [], f"the runs of this test left keyspaces in the shared Cassandra: {left}"

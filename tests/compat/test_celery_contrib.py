@@ -49,11 +49,13 @@ def under_celerys_plugin(tmp_path_factory) -> dict[str, str]:
     return outcomes
 
 
+@pytest.mark.usefixtures("shared_cassandra")
 def test_under_celerys_own_plugin_only_the_busy_worker_tests_fail(under_celerys_plugin):
     failed = {name for name, outcome in under_celerys_plugin.items() if outcome != "passed"}
     assert failed == NEEDS_A_WORKER_THAT_ANSWERS_WHILE_BUSY
 
 
+@pytest.mark.usefixtures("shared_cassandra")
 @pytest.mark.usefixtures("container_engine")
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["n0", "n2"])
 def test_every_test_that_passes_under_celerys_plugin_passes_on_real_services(tmp_path, under_celerys_plugin, xdist):

@@ -9,7 +9,8 @@ import pytest
 
 from tests.conftest import without_short_summary
 
-pytestmark = pytest.mark.usefixtures("container_engine")
+# serial: compares every container of the plugin (or every kept one) before and after.
+pytestmark = [pytest.mark.usefixtures("container_engine"), pytest.mark.serial]
 
 SECRET = "Zq9-bad-input-s3cret"
 USAGE = pytest.ExitCode.USAGE_ERROR

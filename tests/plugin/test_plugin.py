@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 
 import docker  # at import, before pytester snapshots sys.modules (see test_bad_input)
 import pytest
@@ -215,6 +214,7 @@ def test_start_failure_attaches_container_log_and_removes_it(project, request):
     assert containers_of_run(run_id_of(result)) == []
 
 
+@pytest.mark.usefixtures("shared_cassandra")
 def test_dead_worker_fails_the_waiting_test_with_its_cause(project):
     project.makepyfile(stopper='''
         from celery.worker import state
@@ -225,13 +225,13 @@ def test_dead_worker_fails_the_waiting_test_with_its_cause(project):
             state.should_stop = 1
     ''')
     project.makepyfile(test_dead='''
-        import time
         import stopper
         from myapp import add
 
         def test_worker_dies(celery_astra_worker):
             stopper.kill_worker.delay().get(timeout=30)
-            time.sleep(0.5)  # the worker's loop sees the flag and exits
+            celery_astra_worker.thread.join(10)  # the worker's loop sees the flag and exits
+            assert not celery_astra_worker.thread.is_alive()
             add.delay(1, 1).get(timeout=60)
     ''')
     started = time.monotonic()
@@ -298,11 +298,9 @@ def test_ctrl_c_removes_the_containers(project):
         rest, _ = process.communicate(timeout=30)
         pytest.fail("pytest did not exit within 90 s of Ctrl-C:\n" + "".join(output) + rest)
     text = "".join(output) + rest
-    if "has taken over 45 s; every thread's stack follows" in text:
-        # Seen about once in 40 runs here, never reproduced under observation: keep what hung, in the log.
-        warnings.warn(pytest.PytestWarning("the cleanup after Ctrl-C hung; the watchdog ended it:\n" + text))
-    else:
-        assert "KeyboardInterrupt" in text
+    # The docs promise an exit within seconds: a cleanup the 45 s watchdog had to end is a failure, with its stacks.
+    assert "has taken over 45 s; every thread's stack follows" not in text, text
+    assert "KeyboardInterrupt" in text
     run_id = re.search(r"run id (\w+)", text).group(1)
     assert containers_of_run(run_id) == []
 

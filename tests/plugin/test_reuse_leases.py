@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-pytestmark = pytest.mark.usefixtures("container_engine")
+# serial: compares every container of the plugin (or every kept one) before and after.
+pytestmark = [pytest.mark.usefixtures("container_engine"), pytest.mark.serial]
 
 APP = '''
 from celery import Celery

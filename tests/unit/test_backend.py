@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import threading
+import time
 
 import pytest
 from celery import Celery, states
@@ -162,17 +163,25 @@ def test_keep_first_success_is_celerys_on_this_release(app, driver, rows):
 
 def test_get_returns_once_the_row_is_ready_and_wakes_on_a_store_here(app, driver):
     backend = ours(app)
-    app.conf.celery_astra_result_poll_interval = 5.0   # a wake-up, not the interval, must end the wait
+    # Neither the poll (60 s) nor Celery's explicit 0.5 s may end the wait: only the wake-up can, well
+    # inside join's 10 s. The store comes once the waiter has read and found nothing (it is asleep).
+    app.conf.celery_astra_result_poll_interval = 60.0
+    stored = rows_of(app).stored
     found = {}
 
     def waiter():
-        found.update(backend.wait_for("woken", timeout=30))
+        found.update(backend.wait_for("woken", timeout=120, interval=60.0))
 
     thread = threading.Thread(target=waiter)
     thread.start()
+    deadline = time.monotonic() + 10
+    while not (stored.waiting.get("woken") and "SELECT" in driver.sent):
+        assert time.monotonic() < deadline, "the waiter never read"
+        time.sleep(0.001)
     backend.store_result("woken", "done", states.SUCCESS)
     thread.join(10)
-    assert not thread.is_alive() and found["status"] == states.SUCCESS and found["result"] == "done"
+    assert not thread.is_alive(), "the store did not wake the waiting .get()"
+    assert found["status"] == states.SUCCESS and found["result"] == "done"
 
 
 def test_get_polls_no_slower_than_the_configured_interval(app, driver):
