@@ -35,6 +35,8 @@ WORKER_PARAMETERS = frozenset({
     "logfile", "without_heartbeat", "pool",
 })
 CELERYS_PLUGIN = "celery.contrib.pytest"
+# The pools a worker in a thread of the test process can run (Celery's own integration suite sets prefork).
+THREAD_POOLS = ("solo", "threads")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -121,20 +123,37 @@ def celery_session_app(request: pytest.FixtureRequest, celery_config, celery_par
 
 
 @pytest.fixture(scope="session")
-def celery_session_worker(request: pytest.FixtureRequest, celery_session_app, celery_includes, celery_class_tasks,
-                          celery_worker_pool, celery_worker_parameters):
-    """A Celery worker for the test app (session scope) in a thread of this process: Celery's
-    ``WorkController``, so ``.reload()``, ``.hostname`` and ``.app`` work as with Celery's fixture."""
-    from celery.utils.nodenames import anon_nodename
-
-    from pytest_celery_astra.workers.thread import EmbeddedWorker
-
+def _celery_contrib_worker_parameters(celery_worker_pool, celery_worker_parameters) -> dict:
+    """``celery_worker_parameters`` with the pool, checked before any service starts: one sentence at once."""
     parameters = dict(celery_worker_parameters)
     unknown = sorted(set(parameters) - WORKER_PARAMETERS)
     if unknown:
         raise ConfigurationError(
             f"pytest-celery-astra: celery_worker_parameters {unknown} are not supported by "
             f"pytest_celery_astra.celery_contrib (supported: {', '.join(sorted(WORKER_PARAMETERS))}).")
+    parameters.setdefault("pool", celery_worker_pool)
+    if parameters["pool"] not in THREAD_POOLS:
+        raise ConfigurationError(
+            f"pytest-celery-astra: celery_worker_pool {parameters['pool']!r} cannot run in the worker of "
+            f"pytest_celery_astra.celery_contrib (a thread of the test process); set it to 'solo' or 'threads', or "
+            f"run the real `celery worker` (prefork) with the celery_astra_worker_process fixture.")
+    return parameters
+
+
+@pytest.fixture(scope="session")
+def celery_session_worker(request: pytest.FixtureRequest, _celery_contrib_worker_parameters, celery_session_app,
+                          celery_includes, celery_class_tasks):
+    """A Celery worker for the test app (session scope) in a thread of this process: Celery's
+    ``WorkController``, so ``.reload()``, ``.hostname`` and ``.app`` work as with Celery's fixture."""
+    from celery.utils.nodenames import anon_nodename
+
+    from pytest_celery_astra.workers.thread import EmbeddedWorker
+
+    parameters = _celery_contrib_worker_parameters
+    pool = parameters["pool"]
+    if "loglevel" in parameters or "logfile" in parameters:
+        # As Celery's start_worker (setup_app_for_worker): the app's logging at that level, into that file.
+        celery_session_app.log.setup(loglevel=parameters.get("loglevel", "WARNING"), logfile=parameters.get("logfile"))
     for module in celery_includes:
         celery_session_app.loader.import_task_module(module)
     for class_task in celery_class_tasks:
@@ -145,7 +164,9 @@ def celery_session_worker(request: pytest.FixtureRequest, celery_session_app, ce
         import celery.contrib.testing.tasks  # noqa: F401 - registers celery.ping with the app
     embedded = EmbeddedWorker(
         celery_session_app, hostname=parameters.get("hostname") or anon_nodename(),
-        pool=parameters.get("pool", celery_worker_pool), concurrency=parameters.get("concurrency", 1),
+        pool=pool, concurrency=parameters.get("concurrency", 1),
+        loglevel=parameters.get("loglevel", "WARNING"), logfile=parameters.get("logfile"),
+        without_heartbeat=parameters.get("without_heartbeat", True),
         queues=tuple(parameters.get("queues") or ()), start_timeout=settings.worker_timeout,
         stop_timeout=parameters.get("shutdown_timeout", settings.worker_timeout), make_default=False,
         in_flight=request.config.stash[RUN_CONTEXT_KEY].in_flight)

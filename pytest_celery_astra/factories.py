@@ -306,7 +306,7 @@ def _run_process_worker(request: pytest.FixtureRequest, app_fixture: str, queues
             "pytest-celery-astra: a worker process imports your app by name; set --celery-astra-app "
             "(ini celery_astra_app) to its module:attribute."))
     process = ProcessWorker(
-        celery_app, wiring, hostname=context.placement.node_name(app_fixture, "process"),
+        celery_app, wiring, hostname=context.unique_node_name(context.placement.node_name(app_fixture, "process")),
         pool=pool or settings.worker_process_pool, concurrency=concurrency or settings.worker_process_concurrency,
         queues=settings.queues if queues is None else queues, start_timeout=max(settings.worker_timeout, 60.0),
         stop_timeout=settings.worker_timeout, directory_parent=_state_directory(context))

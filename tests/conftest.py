@@ -64,11 +64,11 @@ def podman_or_docker() -> str:
 
 @pytest.fixture(scope="session")
 def session_cassandra(container_engine):
-    """One Cassandra node (login cassandra/cassandra) for this pytest process — one per xdist worker of the suite —
-    started on first use, removed at the end."""
+    """One Cassandra node (no login, like the plugin's own container) for this pytest process — one per xdist
+    worker of the suite — started on first use, removed at the end."""
     from tests.astra_standin import cassandra_container
 
-    with cassandra_container() as node:
+    with cassandra_container(login=False) as node:
         yield node
 
 
@@ -80,15 +80,15 @@ def shared_cassandra(session_cassandra, monkeypatch):
     the runs are in the plugin's contact-points mode, as on a team's shared cluster — a keyspace per run, with the run
     id in its name, dropped at the run's end. After the test, the node holds no keyspace but its system ones: every
     run cleaned up after itself."""
-    node = session_cassandra
-    for name, value in (("HOSTS", node.host), ("PORT", str(node.port)), ("USERNAME", "cassandra"),
-                        ("PASSWORD", "cassandra")):
-        monkeypatch.setenv(f"CELERY_ASTRA_CASSANDRA_{name}", value)
-    yield node
-    from tests.astra_standin import connect_superuser
+    from cassandra.cluster import Cluster
 
-    cluster, session = connect_superuser(node.host, node.port)
+    node = session_cassandra
+    monkeypatch.setenv("CELERY_ASTRA_CASSANDRA_HOSTS", node.host)
+    monkeypatch.setenv("CELERY_ASTRA_CASSANDRA_PORT", str(node.port))
+    yield node
+    cluster = Cluster([node.host], port=node.port)
     try:
+        session = cluster.connect()
         left = sorted(row.keyspace_name for row in session.execute("SELECT keyspace_name FROM system_schema.keyspaces")
                       if not row.keyspace_name.startswith("system"))
         for name in left:   # the next test starts from an empty node, whatever this one asserted

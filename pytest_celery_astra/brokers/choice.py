@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import importlib.util
 import json
 import logging
 import os
 import threading
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from pytest_celery_astra.brokers.rabbitmq_admin import AdminApiError, define_vhost, delete_vhosts
@@ -75,6 +77,21 @@ def choose_broker(settings: Settings, probe: EngineProbe | None) -> BrokerChoice
         return _container_choice(settings, f"auto: a container engine answers at {probe.docker_host}")
     detail = probe.detail if probe is not None else "not probed"
     return BrokerChoice("memory", None, f"auto: no container engine answers ({detail})")
+
+
+def check_client_installed(choice: BrokerChoice, broker_url: str | None, sources: Mapping[str, str],
+                           find_spec=importlib.util.find_spec) -> None:
+    """Refuse at once a Redis broker without the ``redis`` package: kombu would only fail when it first connects,
+    and a container start would wait for it until its startup timeout."""
+    if choice.mode == "container" and "redis" in choice.kinds:
+        needs = f"the Redis broker ({sources.get('broker_kind', 'broker_kind')})"
+    elif choice.mode == "url" and broker_url is not None and is_redis_url(broker_url):
+        needs = f"a Redis broker URL ({sources.get('broker_url', 'broker_url')})"
+    else:
+        return
+    if find_spec("redis") is None:
+        raise ValueError(f"{needs} needs the redis package, which is not installed: "
+                         f"pip install 'pytest-celery-astra[redis]'")
 
 
 def check_broker_url(url: str) -> None:

@@ -136,7 +136,9 @@ def unavailable_cause(error: BaseException | None) -> BaseException | None:
         if isinstance(error, Unavailable):
             return error
         if isinstance(error, NoHostAvailable):
-            found = [e for e in error.errors.values() if isinstance(e, Unavailable)]
+            # errors is {host: error}, but the driver also raises it with a plain message there
+            errors = error.errors.values() if isinstance(error.errors, dict) else ()
+            found = [e for e in errors if isinstance(e, Unavailable)]
             return found[0] if found else None
         error, seen = error.__cause__, seen + 1
     return None

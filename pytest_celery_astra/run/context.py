@@ -13,7 +13,13 @@ from typing import cast
 
 import pytest
 
-from pytest_celery_astra.brokers.choice import BrokerChoice, check_broker_url, check_url_isolates_workers, choose_broker
+from pytest_celery_astra.brokers.choice import (
+    BrokerChoice,
+    check_broker_url,
+    check_client_installed,
+    check_url_isolates_workers,
+    choose_broker,
+)
 from pytest_celery_astra.cassandra.database import CassandraTarget
 from pytest_celery_astra.cassandra.result_rows import ResultRows
 from pytest_celery_astra.containers.coordination import RunState
@@ -57,6 +63,8 @@ class RunContext:
     rows: ResultRows = dataclasses.field(default_factory=ResultRows)  # the result rows' ledger (result_rows.py)
     # Tasks published in this process and not yet run (Celery's signals, while an embedded worker runs).
     in_flight: InFlight = dataclasses.field(default_factory=InFlight)
+    # Worker processes started so far, by node name: each start gets a node name of its own (unique_node_name).
+    node_starts: dict[str, int] = dataclasses.field(default_factory=dict)
     # Set when the run is interrupted: starts still waiting give up at once (services.start_container).
     cancel_starts: threading.Event = dataclasses.field(default_factory=threading.Event)
     bundle_copy: Path | None = None  # this process's private copy of the Astra bundle (bundle.py)
@@ -75,6 +83,17 @@ class RunContext:
             except ValueError as error:
                 raise ConfigurationError(f"pytest-celery-astra: {error}.") from None
         return self._broker
+
+    def unique_node_name(self, node_name: str) -> str:
+        """``node_name`` for its first start in this run, then ``name_2@host``, ``name_3@host``...: a worker
+        process never shares its node name — and its exclusive pidbox queue, which RabbitMQ keeps until the
+        broker sees the old connection close — with one started before it (two fixtures of one app, or a
+        restart after a broker switch)."""
+        starts = self.node_starts[node_name] = self.node_starts.get(node_name, 0) + 1
+        if starts == 1:
+            return node_name
+        name, at, host = node_name.partition("@")
+        return f"{name}_{starts}{at}{host}"
 
     def preflight(self) -> None:
         """Check, before any container starts, what can be checked: settings from the environment,
@@ -110,7 +129,11 @@ class RunContext:
             from pytest_celery_astra.celery_app import load_app
 
             load_app(settings.app)
-        self.broker  # noqa: B018 - resolves auto and refuses url mode without a URL
+        try:
+            check_client_installed(self.broker, None if settings.broker_url is None else str(settings.broker_url),
+                                   settings.sources)
+        except ValueError as error:
+            raise ConfigurationError(f"pytest-celery-astra: {error}.") from None
 
     def _download_bundle(self) -> None:
         """``--astra-db-id`` without a bundle: fetch a fresh one into this process's private directory."""

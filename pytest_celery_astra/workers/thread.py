@@ -226,7 +226,8 @@ class EmbeddedWorker:
 
     def __init__(self, app: Celery, hostname: str, pool: str = "solo", concurrency: int = 1,
                  queues: tuple[str, ...] = (), start_timeout: float = 20.0, stop_timeout: float = 20.0,
-                 loglevel: str = "WARNING", make_default: bool = True, in_flight: InFlight | None = None):
+                 loglevel: str = "WARNING", make_default: bool = True, in_flight: InFlight | None = None,
+                 logfile: str | None = None, without_heartbeat: bool = True):
         self.app = app
         # The run's record of tasks still to run (RunContext.in_flight); a worker made outside a run keeps its own.
         self.in_flight = InFlight() if in_flight is None else in_flight
@@ -237,6 +238,8 @@ class EmbeddedWorker:
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.loglevel = loglevel
+        self.logfile = logfile
+        self.without_heartbeat = without_heartbeat
         # Only the plugin's own worker makes its app Celery's default; a second app made with
         # the factories must not take over ``current_app`` for the first one's tasks.
         self.make_default = make_default
@@ -269,8 +272,8 @@ class EmbeddedWorker:
         self.controller = _ThreadWorkController(
             app=self.app, hostname=self.hostname, pool=_pool_class(self.pool, self.app, self.hostname),
             concurrency=self.concurrency, in_flight=self.in_flight,
-            loglevel=self.loglevel, logfile=None, ready_callback=None, queues=self.consumed_queues,
-            without_heartbeat=True, without_mingle=True, without_gossip=True,
+            loglevel=self.loglevel, logfile=self.logfile, ready_callback=None, queues=self.consumed_queues,
+            without_heartbeat=self.without_heartbeat, without_mingle=True, without_gossip=True,
         )
         self.thread = threading.Thread(target=self.controller.start, name="celery-astra-worker", daemon=True)
         self.thread.start()

@@ -110,7 +110,7 @@ def astra_guardrails(table_limit: int = ASTRA_TABLE_LIMIT) -> str:
             f"write_consistency_levels_disallowed: [{', '.join(ASTRA_REFUSED_WRITE_CONSISTENCY)}]")
 
 
-def _auth_container(image: str, extra_yaml: str = "") -> DockerContainer:
+def _auth_container(image: str, extra_yaml: str = "", login: bool = True) -> DockerContainer:
     # Imported here: only this helper needs testcontainers, the stand-in does not.
     from testcontainers.core.container import DockerContainer
 
@@ -118,7 +118,10 @@ def _auth_container(image: str, extra_yaml: str = "") -> DockerContainer:
     container.with_env("MAX_HEAP_SIZE", "512M").with_env("HEAP_NEWSIZE", "128M")
     if extra_yaml:
         container.with_env("CASSANDRA_EXTRA_YAML", extra_yaml)
-    if _is_project_image(image):
+    if not login:
+        if not _is_project_image(image):
+            container.with_env("JVM_EXTRA_OPTS", _FAST_SINGLE_NODE_JVM_OPTS)
+    elif _is_project_image(image):
         container.with_env("CASSANDRA_AUTHENTICATOR", "PasswordAuthenticator")
         container.with_env("CASSANDRA_AUTHORIZER", "CassandraAuthorizer")
     else:
@@ -231,8 +234,10 @@ def _wait_until_ready(container: DockerContainer, host: str, port: int, timeout:
 
 @contextlib.contextmanager
 def cassandra_container(image: Optional[str] = None, *, startup_timeout: float = 180.0,
-                        extra_yaml: str = "") -> Iterator[CassandraNode]:
+                        extra_yaml: str = "", login: bool = True) -> Iterator[CassandraNode]:
     """Run a Cassandra node with PasswordAuthenticator + CassandraAuthorizer; remove it on exit.
+
+    ``login=False``: no authenticator, as a fresh node (and the plugin's own container) has.
 
     ``extra_yaml`` is appended to its cassandra.yaml (``astra_guardrails()`` for Astra's limits).
 
@@ -241,7 +246,7 @@ def cassandra_container(image: Optional[str] = None, *, startup_timeout: float =
     The container is removed however the block ends, startup failures included.
     """
     image = image or cassandra_image()
-    container = _auth_container(image, extra_yaml)
+    container = _auth_container(image, extra_yaml, login)
     try:
         container.start()
         host = _normalise_host(container.get_container_host_ip())

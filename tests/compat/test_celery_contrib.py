@@ -77,3 +77,75 @@ def test_both_plugins_at_once_is_one_sentence(tmp_path):
     assert code == 4, output
     assert "celery.contrib.pytest and pytest_celery_astra.celery_contrib are both active" in output
     assert "Traceback" not in output
+
+
+PREFORK_CONFTEST = '''
+import pytest
+
+
+@pytest.fixture(scope="session")
+def celery_worker_pool():
+    return "prefork"   # what Celery's own integration suite sets
+'''
+
+
+def test_a_prefork_pool_is_one_sentence_at_once_before_any_service_starts(pytester):
+    import time
+
+    from tests.plugin.test_plugin import containers_of_run, run_id_of
+
+    pytester.makeconftest(PREFORK_CONFTEST)
+    pytester.makepyfile(test_prefork='''
+        def test_one(celery_worker):
+            pass
+
+        def test_two(celery_worker):
+            pass
+    ''')
+    started = time.monotonic()
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "pytest_celery_astra.celery_contrib",
+                                           timeout=120)
+    seconds = time.monotonic() - started
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(["*celery_worker_pool 'prefork' cannot run in the worker of "
+                                 "pytest_celery_astra.celery_contrib*celery_astra_worker_process fixture.*"])
+    assert "Traceback" not in result.stdout.str()
+    assert seconds < 15, f"refused after {seconds:.1f} s"   # not the 10 s ping timeout per test, nor a container start
+    assert containers_of_run(run_id_of(result)) == []
+
+
+@pytest.mark.usefixtures("shared_cassandra")
+def test_loglevel_logfile_and_heartbeat_parameters_are_honoured(pytester):
+    log = pytester.path / "worker.log"
+    pytester.makeconftest(f'''
+import pytest
+
+
+@pytest.fixture(scope="session")
+def celery_worker_parameters():
+    return {{"loglevel": "INFO", "logfile": {str(log)!r}, "without_heartbeat": False}}
+
+
+@pytest.fixture(scope="session")
+def celery_includes():
+    return ["tasks_here"]
+''')
+    pytester.makepyfile(tasks_here='''
+        from celery import shared_task
+
+
+        @shared_task(name="tasks_here.add")
+        def add(a, b):
+            return a + b
+    ''')
+    pytester.makepyfile(test_params='''
+        def test_runs(celery_app, celery_worker):
+            from tasks_here import add
+            assert add.delay(2, 3).get(timeout=30) == 5
+            assert celery_worker.loglevel == 20 or celery_worker.loglevel == "INFO"
+            assert celery_worker.without_heartbeat is False
+    ''')
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "pytest_celery_astra.celery_contrib",
+                                           timeout=300)
+    result.assert_outcomes(passed=1)
+    assert "tasks_here.add" in log.read_text()   # the worker logged at INFO into the file it was given

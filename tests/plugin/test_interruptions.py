@@ -111,6 +111,7 @@ CASES = [pytest.param(when, sequence, xdist, id=f"{when}-{sequence}-n{len(xdist)
          for xdist in ([], ["-n", "2"])]
 
 
+@pytest.mark.serial   # its exit-time bound (5 s) is for a machine the test has to itself
 @pytest.mark.parametrize("when, sequence, xdist", CASES)
 def test_interrupted_run_leaves_nothing(project, when, sequence, xdist):
     run = Run(project, *xdist)

@@ -480,3 +480,34 @@ def test_a_second_app_on_its_own_worker_process(pytester, xdist):
     code, output = run(pytester.path, "-p", "no:randomly", *xdist)
     assert code == 0, output
     assert re.search(r"\b2 passed", output), output
+
+
+BOTH_PROCESS_WORKERS_TESTS = '''
+from who import pid
+
+
+def test_1_the_default_worker_is_a_process(celery_astra_worker):
+    assert pid.delay().get(timeout=30)
+
+
+def test_2_the_worker_process_fixture_beside_it(celery_astra_worker_process):
+    assert pid.delay().get(timeout=30)
+
+
+def test_3_both_at_once(celery_astra_worker, celery_astra_worker_process):
+    assert celery_astra_worker.hostname != celery_astra_worker_process.hostname
+    assert pid.delay().get(timeout=30)
+'''
+
+
+@pytest.mark.usefixtures("shared_cassandra")
+def test_two_worker_processes_of_one_app_never_share_a_node_name(pytester):
+    """With --celery-astra-worker-kind process, celery_astra_worker and celery_astra_worker_process are both
+    `celery worker` processes of one app: the second used to take the first's node name, and RabbitMQ refused
+    it the exclusive pidbox queue (RESOURCE_LOCKED), failing every later test."""
+    pytester.makepyfile(who=WHO_APP, test_both=BOTH_PROCESS_WORKERS_TESTS)
+    (pytester.path / "pytest.ini").write_text("[pytest]\ncelery_astra_app = who:app\npythonpath = .\n")
+    code, output = run(pytester.path, "-p", "no:randomly", "--celery-astra-worker-kind", "process")
+    assert code == 0, output
+    assert re.search(r"\b3 passed", output), output
+    assert "RESOURCE_LOCKED" not in output

@@ -66,7 +66,8 @@ def test_every_pastable_block_is_tested():
 
 
 def test_quickstart_as_written(pytester):
-    project_with(pytester, "quickstart")
+    # The README's own tasks.py, alone: nothing of the example beside it.
+    project_with(pytester, "quickstart", example_files=False)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=300)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["celery-astra worker: *app tasks:app (ini celery_astra_app)*"])

@@ -51,3 +51,12 @@ def test_the_state_is_process_local_and_prints_nothing_private(app):
     assert copy is not state and copy.stores_here is False
     assert repr(state) == "AppState(stores_here=True, wired=False)"
     assert "AppState(" in app.conf.humanize()           # Celery's `celery report` lists it harmlessly
+
+
+def test_each_worker_process_start_gets_a_node_name_of_its_own():
+    from pytest_celery_astra.run.context import RunContext
+
+    context = RunContext(None, "master", None, False)  # type: ignore[arg-type]  # only its node-name counter is used
+    names = [context.unique_node_name("celery_astra_x_process@host") for _ in range(3)]
+    assert names == ["celery_astra_x_process@host", "celery_astra_x_process_2@host", "celery_astra_x_process_3@host"]
+    assert context.unique_node_name("celery_astra_y_process@host") == "celery_astra_y_process@host"

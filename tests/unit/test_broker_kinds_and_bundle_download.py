@@ -146,3 +146,27 @@ def test_database_id_must_be_a_uuid(value):
 def test_devops_url_must_be_https():
     with pytest.raises(pytest.UsageError, match="expected an https:// URL"):
         resolve_settings({"astra_devops_url": "http://api.example"}, {}, {})
+
+
+@pytest.mark.parametrize("choice, url, needs", [
+    (broker.BrokerChoice("container", "rabbitmq", "", ("rabbitmq", "redis")), None,
+     "the Redis broker (option --celery-astra-broker-kind)"),
+    (broker.BrokerChoice("url", None, ""), "redis://127.0.0.1:6379/0", "a Redis broker URL (env CELERY_ASTRA_BROKER_URL)"),
+])
+def test_a_redis_broker_without_the_redis_package_is_one_sentence_with_the_install_command(choice, url, needs):
+    sources = {"broker_kind": "option --celery-astra-broker-kind", "broker_url": "env CELERY_ASTRA_BROKER_URL"}
+    with pytest.raises(ValueError) as refused:
+        broker.check_client_installed(choice, url, sources, find_spec=lambda name: None)
+    assert str(refused.value) == (f"{needs} needs the redis package, which is not installed: "
+                                  "pip install 'pytest-celery-astra[redis]'")
+    broker.check_client_installed(choice, url, sources, find_spec=lambda name: object())   # installed: nothing to say
+
+
+def test_brokers_that_do_not_need_redis_are_not_checked():
+    def asked(name):
+        raise AssertionError(f"asked for {name}")
+
+    for choice, url in [(broker.BrokerChoice("container", "rabbitmq", "", ("rabbitmq",)), None),
+                        (broker.BrokerChoice("url", None, ""), "amqp://guest@host//"),
+                        (broker.BrokerChoice("memory", None, ""), None)]:
+        broker.check_client_installed(choice, url, {}, find_spec=asked)

@@ -77,3 +77,16 @@ def test_unavailable_sentence_names_the_factor_and_the_setting():
     assert "\n" not in one
     three = unavailable_sentence("ks_master", Replication(data_centers=(("dc1", 3),), source="auto"), error)
     assert "more than one node is down" in three
+
+
+def test_a_no_host_available_without_a_per_host_dict_is_not_an_unavailable_and_not_a_crash():
+    """The driver also raises NoHostAvailable(message, "a plain message"): explaining a failure must not turn it
+    into an INTERNALERROR of pytest (seen on driver 3.28 in a worker process test)."""
+    from cassandra import ConsistencyLevel, Unavailable
+    from cassandra.cluster import NoHostAvailable
+
+    from pytest_celery_astra.cassandra.replication import unavailable_cause
+
+    assert unavailable_cause(NoHostAvailable("Unable to connect to any servers", "no host")) is None
+    unavailable = Unavailable("too few", consistency=ConsistencyLevel.QUORUM, required_replicas=2, alive_replicas=1)
+    assert unavailable_cause(NoHostAvailable("x", {"10.0.0.1": unavailable})) is unavailable
