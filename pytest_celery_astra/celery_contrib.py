@@ -27,6 +27,7 @@ import pytest
 
 from pytest_celery_astra import factories
 from pytest_celery_astra.errors import ConfigurationError
+from pytest_celery_astra.internals import set_up_app_logging
 from pytest_celery_astra.run.context import RUN_CONTEXT_KEY
 
 # celery_worker_parameters this layer honours (the rest of start_worker's arguments would be ignored silently).
@@ -153,7 +154,7 @@ def celery_session_worker(request: pytest.FixtureRequest, _celery_contrib_worker
     pool = parameters["pool"]
     if "loglevel" in parameters or "logfile" in parameters:
         # As Celery's start_worker (setup_app_for_worker): the app's logging at that level, into that file.
-        celery_session_app.log.setup(loglevel=parameters.get("loglevel", "WARNING"), logfile=parameters.get("logfile"))
+        set_up_app_logging(celery_session_app, parameters.get("loglevel", "WARNING"), parameters.get("logfile"))
     for module in celery_includes:
         celery_session_app.loader.import_task_module(module)
     for class_task in celery_class_tasks:

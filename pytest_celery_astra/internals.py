@@ -27,6 +27,7 @@ CELERY_BACKEND_PRIVATE = ("_session", "_cluster", "_read_stmt", "_write_stmt", "
 CELERY_CONSUMER_PRIVATE = ("_limit_post_eta",)
 TEST_WORKER_PRIVATE = ("_on_started",)
 CELERY_RESULT_PRIVATE = ("_set_task_join_will_block",)
+CELERY_LOGGING_PRIVATE = ("_setup",)
 # Public names of a module Celery documents as internal: the embedded worker's requests and shutdown flag.
 WORKER_STATE_NAMES = ("active_requests", "reserved_requests", "should_terminate")
 DRIVER_CLUSTER_PRIVATE = ("_config_mode",)
@@ -96,6 +97,14 @@ def allow_joining_results() -> None:
     except ImportError:  # gone: nothing marks the process as a worker to lift
         return
     _set_task_join_will_block(False)
+
+
+def set_up_app_logging(app: Any, loglevel: str, logfile: str | None) -> None:
+    """Configure ``app``'s logging at ``loglevel`` into ``logfile``, as Celery's ``start_worker`` does: its
+    once-per-process guard (a class attribute) is lifted first, else an earlier setup makes this a no-op."""
+    if hasattr(type(app.log), "_setup"):
+        type(app.log)._setup = False
+    app.log.setup(loglevel=loglevel, logfile=logfile)
 
 
 def worker_controller_started(controller: Any) -> threading.Event:

@@ -2,6 +2,7 @@
 against the installed releases: the lowest and the latest nox sessions both run this, so an upstream change
 fails here, by name, before it fails a fixture somewhere else."""
 
+import logging
 import threading
 
 import pytest
@@ -95,6 +96,28 @@ def test_allow_joining_results_lifts_the_workers_block():
     thread.start()
     thread.join()
     assert seen == [False]
+
+
+def test_app_logging_is_set_up_again_after_an_earlier_setup(tmp_path):
+    from celery import Celery
+    from celery.app.log import Logging
+
+    assert all(hasattr(Logging, name) for name in internals.CELERY_LOGGING_PRIVATE)
+    app = Celery("logging_contract", set_as_current=False)
+    Logging._setup = True   # as after any earlier setup in this process
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        internals.set_up_app_logging(app, "INFO", str(tmp_path / "worker.log"))
+        logging.getLogger("celery.contract").info("into the file")
+        assert "into the file" in (tmp_path / "worker.log").read_text()
+    finally:
+        for handler in root.handlers:
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        Logging._setup = False
 
 
 def test_the_cassandra_backend_and_driver_names_exist(app):
