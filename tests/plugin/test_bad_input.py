@@ -8,9 +8,13 @@ import docker  # imported before pytester snapshots sys.modules: a re-import ins
 import pytest
 
 from tests.conftest import without_short_summary
+from tests.plugin.test_dormant import CountingSocket
+from tests.plugin.test_plugin import run_id_of
 
-# serial: compares every container of the plugin (or every kept one) before and after.
-pytestmark = [pytest.mark.usefixtures("container_engine"), pytest.mark.serial]
+# Nothing left behind, checked for this run only (so the cases run beside other tests under xdist): a usage
+# error asks no container engine at all (DOCKER_HOST is a socket that counts callers); a run that fails later
+# leaves no container labelled with its run id.
+pytestmark = pytest.mark.usefixtures("container_engine")
 
 SECRET = "Zq9-bad-input-s3cret"
 USAGE = pytest.ExitCode.USAGE_ERROR
@@ -103,16 +107,18 @@ CASES = [
 ENGINE = os.environ.get("DOCKER_HOST")  # before a case points DOCKER_HOST elsewhere
 
 
-def plugin_containers() -> set:
+def containers_of(run_id: str) -> list:
     client = docker.DockerClient(base_url=ENGINE) if ENGINE else docker.from_env()
     try:
-        return {c.id for c in client.containers.list(all=True, sparse=True, filters={"label": "io.github.pytest-celery-astra"})}
+        return client.containers.list(all=True, sparse=True,
+                                      filters={"label": f"io.github.pytest-celery-astra.run-id={run_id}"})
     finally:
         client.close()
 
 
 @pytest.mark.parametrize("case_id, args, env, exit_code, sentence", CASES, ids=[case[0] for case in CASES])
-def test_bad_input_is_one_sentence(pytester, monkeypatch, case_id, args, env, exit_code, sentence):
+def test_bad_input_is_one_sentence(pytester, monkeypatch, tmp_path_factory, case_id, args, env, exit_code,
+                                   sentence):
     pytester.makepyfile(myapp=APP, broken=BROKEN_MODULE, test_uses=TESTS)
     ini = ["[pytest]", "pythonpath = ."]
     for name, value in env.items():
@@ -124,9 +130,16 @@ def test_bad_input_is_one_sentence(pytester, monkeypatch, case_id, args, env, ex
         ini.append("celery_astra_app = myapp:app")
     (pytester.path / "pytest.ini").write_text("\n".join(ini) + "\n")
     args = [arg.format(missing=_bundle(pytester, "missing"), corrupt=_bundle(pytester, "corrupt")) for arg in args]
-    before = plugin_containers()
+    counter = None
+    if exit_code == USAGE and "DOCKER_HOST" not in env:
+        counter = CountingSocket(tmp_path_factory.mktemp("engine") / "engine.sock")
+        monkeypatch.setenv("DOCKER_HOST", f"unix://{counter.path}")
     started = time.monotonic()
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=120)
+    try:
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=120)
+    finally:
+        if counter is not None:
+            counter.close()
     seconds = time.monotonic() - started
     output = result.stdout.str() + result.stderr.str()
     print(f"BAD-INPUT {case_id} exit {int(result.ret)} in {seconds:.1f} s")
@@ -135,6 +148,8 @@ def test_bad_input_is_one_sentence(pytester, monkeypatch, case_id, args, env, ex
     assert "Traceback" not in output
     assert SECRET not in output
     assert seconds < 20, f"{case_id} took {seconds:.1f} s"
+    if counter is not None:
+        assert counter.connections == 0, f"a usage error asked the container engine: {counter.peers}"
     if exit_code == FAILED:
         result.assert_outcomes(errors=1)  # once, not once per test
-    assert plugin_containers() <= before, "a container was left behind"
+        assert containers_of(run_id_of(result)) == [], "a container was left behind"
