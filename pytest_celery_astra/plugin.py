@@ -221,14 +221,20 @@ def _broker_kinds(config: pytest.Config) -> tuple[str, ...]:
         return ()  # the fixture reports it, with the test that needs it
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before the test's fixtures: only the running workers it asked for consume (workers/standby.py)."""
+    running: list = item.config.stash.get(factories.RUNNING_WORKERS_KEY, [])
+    if running:
+        from pytest_celery_astra.workers.standby import consume_as_requested
+
+        consume_as_requested(set(getattr(item, "fixturenames", ())), list(running))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Function):
     """During the test itself, tell the backend when every result row in its tables was stored by this
     process since they were created: a task id it has not stored has no row (ResultRows.known_absent).
     With cleanup on, the janitor deletes other writers' rows after their test; with cleanup off they stay,
     so after one such test the backend reads first again until the end of the run."""
-    from pytest_celery_astra.workers.standby import only_requested_workers_consume
-
-    running: list = item.config.stash.get(factories.RUNNING_WORKERS_KEY, [])
-    with only_requested_workers_consume(item, list(running)):
-        yield from per_test.call_with_rows_known(item)
+    yield from per_test.call_with_rows_known(item)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from pytest_celery_astra.errors import EmbeddedWorkerError
 from pytest_celery_astra.run.app_state import state_of
+from pytest_celery_astra.workers.held import DROP_HELD_COMMAND
 
 if TYPE_CHECKING:
     from pytest_celery_astra.workers.wiring import Wiring
@@ -67,7 +68,8 @@ class ProcessWorker:
         # removes at its end and a later run reaps if this one was killed.
         self.directory_parent = directory_parent
         self.fixturename: str | None = None  # the fixture that runs it (standby.py)
-        self.revoked: set[str] = set()  # held tasks revoked after their test (they stay scheduled until their ETA)
+        self.standing_by = False  # not consuming its queues, for a test that did not ask for it (standby.py)
+        self.dropped: set[str] = set()  # held tasks dropped after their test (canceled, they stay listed until their ETA)
         self.directory: Path | None = None
         self.seconds_to_start: float | None = None
         self.seconds_to_stop: float | None = None
@@ -155,10 +157,8 @@ class ProcessWorker:
 
     def settle(self, timeout: float) -> bool:
         """Purge the worker's queues, then wait until it runs nothing and has nothing reserved; tasks held
-        for an ETA or countdown are revoked: what a test sent never runs during the next one.
-
-        A revoked task stays in the worker's schedule until its ETA (Celery then records it REVOKED, without
-        running it): it is not waited for, which would cost the whole countdown or ``timeout``."""
+        for an ETA or countdown are dropped in the worker (workers/held.py): what a test sent never runs, nor
+        is recorded, during the next one. Returns once the worker has confirmed the drop."""
         if self.process is None or self.process.poll() is not None:
             return True
         from pytest_celery_astra.workers.thread import purge_queues
@@ -177,9 +177,13 @@ class ProcessWorker:
             if not any((inspect.active() or {}).values()) and not any((inspect.reserved() or {}).values()):
                 # Idle: what is left is held for an ETA (received before the purge, so no new one comes).
                 held = {task["request"]["id"] for tasks in (inspect.scheduled() or {}).values() for task in tasks}
-                if held - self.revoked:
-                    self.app.control.revoke(sorted(held - self.revoked), destination=[self.hostname])
-                    self.revoked |= held
+                if held - self.dropped:
+                    replies = self.app.control.broadcast(
+                        DROP_HELD_COMMAND, destination=[self.hostname], reply=True,
+                        timeout=max(0.1, min(5.0, deadline - time.monotonic())), connection=inspect.connection)
+                    for reply in replies or ():
+                        self.dropped.update(*reply.values())
+                    return not (held - self.dropped)
                 return True
             time.sleep(0.005)
         return False

@@ -16,8 +16,11 @@ import time
 import uuid
 from pathlib import Path
 
+from celery.worker.control import control_command
+
 from pytest_celery_astra.celery_app import configure_app, load_app
 from pytest_celery_astra.masking import MaskedUrl
+from pytest_celery_astra.workers.held import DROP_HELD_COMMAND, drop_held_tasks
 from pytest_celery_astra.workers.process import BACKEND_PROBE, IMPORT_PROBLEMS
 from pytest_celery_astra.workers.wiring import CONFIG_ENV, Wiring
 
@@ -80,3 +83,9 @@ def _backend_probe(barrier: str, children: int, timeout: float) -> None:
         return
     while folder.exists() and len(list(folder.glob("answered-*"))) < children and time.monotonic() < deadline:
         time.sleep(0.01)
+
+
+@control_command(name=DROP_HELD_COMMAND)
+def _drop_held(state) -> list[str]:
+    """ProcessWorker.settle: drop the tasks held for an ETA or countdown, in the consumer (workers/held.py)."""
+    return drop_held_tasks(state.consumer)

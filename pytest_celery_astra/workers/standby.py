@@ -1,47 +1,38 @@
-"""One worker per queue, on purpose: during a test, only the workers it asked for consume their app's queues.
+"""Only the workers a test asked for consume — during the test and until the next test asks otherwise.
 
-The thread worker (``celery_astra_worker``) and the worker process (``celery_astra_worker_process``) of one
-app are session fixtures on the same queues. Once both have started, a test that asks for one of them
-would otherwise have its tasks shared by both. For the call of such a test, every other running worker of
-the same app stands by: it stops consuming those queues (Celery's remote control ``cancel_consumer``, which
-the worker answers once done) and consumes them again after the test (``add_consumer``). A test that asks
-for both, or for neither, leaves every worker consuming. Workers are idle when a test starts (the previous
-test's teardown settled them), so nothing is in flight while the switch is made.
+A running worker is a session fixture: whether one is alive when a test starts depends on which tests ran
+before in that process (xdist's order). So that a test behaves the same either way, at each test's set-up,
+before its fixtures run, every running worker it did not ask for stands by — it stops consuming its queues
+(Celery's remote control ``cancel_consumer``, which the worker answers once done) — and every one it asked
+for consumes again (``add_consumer``). A test that asks for no worker has its tasks wait in the queue, and
+the queues are purged after it: nothing it sent runs, in it or after it. Only changes are sent: a suite whose
+tests all ask for the same worker never switches. Workers are idle when a test starts (the previous test's
+teardown settled them), so nothing is in flight while the switch is made.
 """
 
 from __future__ import annotations
 
 import warnings
-from contextlib import contextmanager
-from typing import Iterator
 
 import pytest
 
 # Seconds a worker has to confirm that it stopped or resumed consuming a queue.
 REPLY_TIMEOUT = 5.0
-_CONSEQUENCE = {True: "later tests that use it will wait for their tasks",
+_CONSEQUENCE = {True: "this test's tasks wait for it; the next test that asks for it tries again",
                 False: "it may run some of this test's tasks"}
 
 
-def standing_by(requested: set[str], running: list) -> list:
-    """The running workers that must not consume during a test that asked for the fixtures ``requested``:
-    those of an app for which the test asked for another worker, and not for them."""
-    asked = [worker for worker in running if getattr(worker, "fixturename", None) in requested]
-    asked_apps = {id(worker.app) for worker in asked}
-    return [worker for worker in running
-            if worker not in asked and id(worker.app) in asked_apps and getattr(worker, "fixturename", None)]
-
-
-@contextmanager
-def only_requested_workers_consume(item: pytest.Item, running: list) -> Iterator[None]:
-    """For the call of ``item``: the workers it did not ask for, beside one of the same app it did, stand by."""
-    idle = standing_by(set(getattr(item, "fixturenames", ())), running)
-    paused = [worker for worker in idle if _set_consuming(worker, False)]
-    try:
-        yield
-    finally:
-        for worker in paused:
-            _set_consuming(worker, True)
+def consume_as_requested(fixturenames: set[str], running: list) -> None:
+    """Before a test's fixtures: the running workers in ``fixturenames`` consume, the others stand by."""
+    for worker in running:
+        name = getattr(worker, "fixturename", None)
+        if name is None:
+            continue
+        wanted = name in fixturenames
+        if wanted != getattr(worker, "standing_by", False):
+            continue  # already as wanted
+        if _set_consuming(worker, wanted):
+            worker.standing_by = not wanted
 
 
 def _set_consuming(worker, on: bool) -> bool:

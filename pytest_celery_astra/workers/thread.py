@@ -15,8 +15,9 @@ from celery.worker import state as worker_state
 from kombu.asynchronous import set_event_loop
 
 from pytest_celery_astra.errors import EmbeddedWorkerError
-from pytest_celery_astra.internals import allow_joining_results, held_task_handlers, worker_controller_started
+from pytest_celery_astra.internals import allow_joining_results, worker_controller_started
 from pytest_celery_astra.run.app_state import state_of
+from pytest_celery_astra.workers.held import drop_held_tasks
 from pytest_celery_astra.workers.in_flight import InFlight
 
 # How often the worker's event loop wakes to look at the stop flag. kombu's hub
@@ -113,26 +114,9 @@ class _ThreadWorkController(TestWorkController):
 
 
 def _drop_held_tasks(consumer, in_flight: InFlight) -> None:
-    """In the worker thread: cancel the tasks waiting in the worker's timer for their ETA or countdown.
-
-    They were received (so no queue purge reaches them) but have not started; left alone they would
-    run, and write, during a later test. Their messages are acknowledged: the test that sent them is over.
-    """
-    if consumer is None or consumer.timer is None:
-        return
-    held = held_task_handlers(consumer)
-    for entry in consumer.timer.queue:  # a snapshot: (eta, priority, entry)
-        entry = entry[2]
-        if entry.canceled or getattr(entry.fun, "__func__", None) not in held:
-            continue
-        entry.cancel()
-        request = entry.args[0]
-        try:
-            request.acknowledge()
-        except Exception:  # noqa: BLE001 - a connection already gone: the message goes with it
-            pass
-        consumer.qos.decrement_eventually()
-        in_flight.finished(request.id)
+    """In the worker thread: drop the tasks held for an ETA or countdown (workers/held.py); none is in flight."""
+    for task_id in drop_held_tasks(consumer):
+        in_flight.finished(task_id)
 
 
 def _shorten_drain_timeout(connection, wake) -> None:
@@ -244,6 +228,7 @@ class EmbeddedWorker:
         # the factories must not take over ``current_app`` for the first one's tasks.
         self.make_default = make_default
         self.fixturename: str | None = None  # the fixture that runs it (standby.py)
+        self.standing_by = False  # not consuming its queues, for a test that did not ask for it (standby.py)
         self.controller: _ThreadWorkController | None = None
         self.thread: threading.Thread | None = None
         self.seconds_to_start: float | None = None
