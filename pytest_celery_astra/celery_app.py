@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from celery import Celery
 
+from pytest_celery_astra.cassandra.app_state import state_of
 from pytest_celery_astra.internals import (
     backend_cluster,
     cached_backend,
@@ -18,7 +19,6 @@ from pytest_celery_astra.internals import (
     forget_pools,
 )
 from pytest_celery_astra.masking import MaskedUrl
-from pytest_celery_astra.run.app_state import state_of
 
 # The backend is named, not imported: importing it loads cassandra-driver (slow).
 BACKEND_PATH = "pytest_celery_astra.cassandra.backend:TestCassandraBackend"

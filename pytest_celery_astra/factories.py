@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Callable, NoReturn
 import pytest
 
 from pytest_celery_astra.brokers.choice import check_broker_answers, worker_broker_url
+from pytest_celery_astra.cassandra.app_state import AppState, attach, restore, state_of
 from pytest_celery_astra.cassandra.database import TestDatabase
 from pytest_celery_astra.celery_app import (
     close_backend,
@@ -28,7 +29,6 @@ from pytest_celery_astra.celery_app import (
 from pytest_celery_astra.containers.coordination import warn_reaped
 from pytest_celery_astra.errors import CeleryAstraError, ConfigurationError
 from pytest_celery_astra.masking import MaskedUrl
-from pytest_celery_astra.run.app_state import AppState, attach, restore, state_of
 from pytest_celery_astra.run.context import RUN_CONTEXT_KEY, RunContext
 from pytest_celery_astra.run.interrupts import interrupted
 from pytest_celery_astra.workers.wiring import Wiring
@@ -296,7 +296,7 @@ def _run_process_worker(request: pytest.FixtureRequest, app_fixture: str, queues
     settings = context.settings
     celery_app = request.getfixturevalue(app_fixture)
     wiring = state_of(celery_app).wiring
-    assert wiring is not None  # every app fixture wires its app
+    assert isinstance(wiring, Wiring)  # every app fixture wires its app
     if wiring.broker_mode == "memory":
         _fail_setup(request, ConfigurationError(
             "pytest-celery-astra: a worker process cannot reach the in-process memory broker; use "

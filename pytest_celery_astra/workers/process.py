@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pytest_celery_astra.cassandra.app_state import state_of
 from pytest_celery_astra.errors import EmbeddedWorkerError
-from pytest_celery_astra.run.app_state import state_of
 
 if TYPE_CHECKING:
     from pytest_celery_astra.workers.wiring import Wiring

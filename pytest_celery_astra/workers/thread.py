@@ -14,9 +14,9 @@ from celery.exceptions import WorkerTerminate
 from celery.worker import state as worker_state
 from kombu.asynchronous import set_event_loop
 
+from pytest_celery_astra.cassandra.app_state import state_of
 from pytest_celery_astra.errors import EmbeddedWorkerError
 from pytest_celery_astra.internals import allow_joining_results, held_task_handlers, worker_controller_started
-from pytest_celery_astra.run.app_state import state_of
 from pytest_celery_astra.workers.in_flight import InFlight
 
 # How often the worker's event loop wakes to look at the stop flag. kombu's hub
