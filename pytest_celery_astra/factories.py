@@ -109,7 +109,7 @@ def database(keyspace_prefix: str | None = None) -> Callable:
                 workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
                 check_table_budget(db.cluster, context.run_id, workers, context.settings.astra_table_limit)
                 if workers > 1:  # app tables are shared by the workers: the last one drops them
-                    from pytest_celery_astra.astra.shared_tables import TableUsers
+                    from pytest_celery_astra.cassandra.shared_tables import TableUsers
 
                     context.state.ensure_directory()
                     db.table_users = TableUsers(context.state.directory, context.worker)

@@ -25,8 +25,8 @@ from pytest_celery_astra.masking import Secret
 from pytest_celery_astra.owner import Owner
 
 if TYPE_CHECKING:
-    from pytest_celery_astra.astra.shared_tables import TableUsers
     from pytest_celery_astra.cassandra.cluster_leases import ClusterKeyspaceLease
+    from pytest_celery_astra.cassandra.shared_tables import TableUsers
 
 # Seconds a schema change waits for every live node to agree (the driver's default is 10 s; on a 3-node
 # cluster one statement took up to 5.8 s under a -n 4 start).
