@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_celery_astra.cassandra.app_state import state_of
+from pytest_celery_astra.celery_app import purge_queues
 from pytest_celery_astra.errors import EmbeddedWorkerError
 
 if TYPE_CHECKING:
@@ -161,8 +162,6 @@ class ProcessWorker:
         running it): it is not waited for, which would cost the whole countdown or ``timeout``."""
         if self.process is None or self.process.poll() is not None:
             return True
-        from pytest_celery_astra.workers.thread import purge_queues
-
         purge_queues(self.app, self.consumed_queues)
         try:
             return self._wait_idle(self.app.control.inspect(destination=[self.hostname], timeout=1.0), timeout)
