@@ -21,8 +21,8 @@ from pytest_celery_astra.cassandra.leases import KeyspaceLease
 from pytest_celery_astra.cassandra.replication import Replication
 from pytest_celery_astra.cassandra.result_rows import ResultRows
 from pytest_celery_astra.errors import DatabaseSetupError, TableNotOwnedError
+from pytest_celery_astra.host import Owner
 from pytest_celery_astra.masking import Secret
-from pytest_celery_astra.owner import Owner
 
 if TYPE_CHECKING:
     from pytest_celery_astra.cassandra.cluster_leases import ClusterKeyspaceLease
@@ -417,7 +417,7 @@ class TestDatabase:
         import socket
 
         from pytest_celery_astra.cassandra.cluster_leases import CqlSlots, acquire
-        from pytest_celery_astra.locks import file_lock
+        from pytest_celery_astra.host import file_lock
 
         replication = self.resolve_replication().cql()
         if not self._has_table(registry, "slots"):

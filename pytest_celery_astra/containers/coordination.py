@@ -32,8 +32,7 @@ from pytest_celery_astra.containers.services import (
     start_container,
 )
 from pytest_celery_astra.errors import ServiceStartError
-from pytest_celery_astra.locks import file_lock
-from pytest_celery_astra.owner import Owner
+from pytest_celery_astra.host import Owner, file_lock
 
 logger = logging.getLogger(__name__)
 
