@@ -43,7 +43,7 @@ def wait_until_recovered(config: pytest.Config, timeout: float, workers: bool = 
             _retry(f"the result backends of the worker process {embedded.hostname}", deadline, timeout,
                    lambda probe=probe_backends: probe(max(deadline - time.monotonic(), 1.0)))
     if reconnected:
-        from pytest_celery_astra.cassandra.database import RECONNECT_EVERY
+        from pytest_celery_astra.cassandra.target import RECONNECT_EVERY
 
         time.sleep(max(0.0, back + RECONNECT_EVERY + POOL_MARGIN - time.monotonic()))
     if not workers:

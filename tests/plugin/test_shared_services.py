@@ -111,7 +111,7 @@ def test_drop_stale_removes_old_runs_of_other_hosts_and_nothing_else(project, sh
     import datetime
     import socket
 
-    from pytest_celery_astra.cassandra.database import OWNER_TABLE
+    from pytest_celery_astra.cassandra.marks import OWNER_TABLE
     from pytest_celery_astra.host import Owner
 
     node, session, _ = shared_cluster

@@ -3,7 +3,7 @@
 import pytest
 
 from pytest_celery_astra.brokers.choice import check_broker_url, check_url_isolates_workers, worker_broker_url
-from pytest_celery_astra.cassandra.database import is_stale, parse_mark, table_mark, with_mark
+from pytest_celery_astra.cassandra.marks import is_stale, parse_mark, table_mark, with_mark
 from pytest_celery_astra.host import Owner
 from pytest_celery_astra.masking import MaskedUrl, Secret, mask_text, mask_url, url_for_message
 from pytest_celery_astra.naming import (
