@@ -15,7 +15,7 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-_LAZY = {"CassandraTarget": "cassandra.database", "TestDatabase": "cassandra.database", "Janitor": "cassandra.janitor"}
+_LAZY = {"CassandraTarget": "cassandra.target", "TestDatabase": "cassandra.database", "Janitor": "cassandra.janitor"}
 
 
 def __getattr__(name: str):

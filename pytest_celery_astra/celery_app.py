@@ -1,4 +1,5 @@
-"""Wire a Celery app (the user's own, or a fresh one) to the test broker and Cassandra."""
+"""Wire a Celery app (the user's own, or a fresh one) to the test broker and Cassandra; its broker
+connections: closed and forgotten after, a worker's queues purged between tests."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from celery import Celery
 
+from pytest_celery_astra.cassandra.app_state import state_of
 from pytest_celery_astra.internals import (
     backend_cluster,
     cached_backend,
@@ -18,7 +20,6 @@ from pytest_celery_astra.internals import (
     forget_pools,
 )
 from pytest_celery_astra.masking import MaskedUrl
-from pytest_celery_astra.run.app_state import state_of
 
 # The backend is named, not imported: importing it loads cassandra-driver (slow).
 BACKEND_PATH = "pytest_celery_astra.cassandra.backend:TestCassandraBackend"
@@ -136,3 +137,13 @@ def close_broker_pools(app: Celery) -> None:
     # ("Acquire on closed pool" for every later broker operation, also on the next broker).
     close_app_pool(app)
     forget_pools(app)
+
+
+def purge_queues(app: Celery, queues: list[str]) -> None:
+    """Drop the messages waiting in ``queues`` on ``app``'s broker (a worker's, between tests)."""
+    with app.connection_for_write() as connection:
+        for queue in queues:
+            try:
+                connection.default_channel.queue_purge(queue)
+            except Exception:  # noqa: BLE001 - a queue nobody declared: nothing to purge
+                connection.close()

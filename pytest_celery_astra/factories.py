@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Callable, NoReturn
 import pytest
 
 from pytest_celery_astra.brokers.choice import check_broker_answers, worker_broker_url
+from pytest_celery_astra.cassandra.app_state import AppState, attach, restore, state_of
 from pytest_celery_astra.cassandra.database import TestDatabase
 from pytest_celery_astra.celery_app import (
     close_backend,
@@ -28,9 +29,9 @@ from pytest_celery_astra.celery_app import (
 from pytest_celery_astra.containers.coordination import warn_reaped
 from pytest_celery_astra.errors import CeleryAstraError, ConfigurationError
 from pytest_celery_astra.masking import MaskedUrl
-from pytest_celery_astra.run.app_state import AppState, attach, restore, state_of
 from pytest_celery_astra.run.context import RUN_CONTEXT_KEY, RunContext
 from pytest_celery_astra.run.interrupts import interrupted
+from pytest_celery_astra.run.registry import DATABASES_KEY, RUNNING_WORKERS_KEY, USES_DATABASE_KEY, uses_database
 from pytest_celery_astra.workers.wiring import Wiring
 
 if TYPE_CHECKING:
@@ -108,7 +109,7 @@ def database(keyspace_prefix: str | None = None) -> Callable:
                 workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
                 check_table_budget(db.cluster, context.run_id, workers, context.settings.astra_table_limit)
                 if workers > 1:  # app tables are shared by the workers: the last one drops them
-                    from pytest_celery_astra.astra.shared_tables import TableUsers
+                    from pytest_celery_astra.cassandra.shared_tables import TableUsers
 
                     context.state.ensure_directory()
                     db.table_users = TableUsers(context.state.directory, context.worker)
@@ -123,7 +124,7 @@ def database(keyspace_prefix: str | None = None) -> Callable:
             raise
         databases = request.config.stash.setdefault(DATABASES_KEY, {})
         databases[request.fixturename] = db
-        _uses_database(request, request.fixturename)
+        uses_database(request, request.fixturename)
         db.reached = False  # the plugin's own set-up requests above are not a test's (see TestDatabase.reached)
         yield db
         databases.pop(request.fixturename, None)
@@ -202,7 +203,7 @@ def wired_app(request: pytest.FixtureRequest, make_app: Callable[[], Celery], re
                 context.broker, context.settings, services.get(broker_kind or ""), context.placement, broker_kind)
     except CeleryAstraError as error:
         _fail_setup(request, error)
-    _uses_database(request, database_fixture)
+    uses_database(request, database_fixture)
     if own_queue and celery_app.conf.task_default_queue == "celery":
         # A second app shares the broker's vhost with the default one: on the same "celery" queue,
         # each worker would receive the other app's tasks (and drop them as unregistered).
@@ -265,7 +266,7 @@ def running_worker(request: pytest.FixtureRequest, embedded, app_fixture: str):
         embedded.start()
     except CeleryAstraError as error:
         _fail_setup(request, error)
-    _uses_database(request, request.config.stash[USES_DATABASE_KEY].get(app_fixture))
+    uses_database(request, request.config.stash[USES_DATABASE_KEY].get(app_fixture))
     request.config.stash.setdefault(RUNNING_WORKERS_KEY, []).append(embedded)
     try:
         yield embedded
@@ -296,7 +297,7 @@ def _run_process_worker(request: pytest.FixtureRequest, app_fixture: str, queues
     settings = context.settings
     celery_app = request.getfixturevalue(app_fixture)
     wiring = state_of(celery_app).wiring
-    assert wiring is not None  # every app fixture wires its app
+    assert isinstance(wiring, Wiring)  # every app fixture wires its app
     if wiring.broker_mode == "memory":
         _fail_setup(request, ConfigurationError(
             "pytest-celery-astra: a worker process cannot reach the in-process memory broker; use "
@@ -317,24 +318,3 @@ def _state_directory(context: RunContext):
     """The run's state directory (removed at the run's end, reaped after a kill), made if need be."""
     context.state.ensure_directory()
     return context.state.directory
-
-
-RUNNING_WORKERS_KEY = pytest.StashKey[list]()
-# Database fixtures set up so far, by fixture name: each is cleaned after every test that uses it.
-DATABASES_KEY = pytest.StashKey[dict]()
-# Which database fixture each plugin fixture (default or factory-made) stands on. The factories
-# request their dependencies dynamically, so pytest's static closure of a test does not show them.
-USES_DATABASE_KEY = pytest.StashKey[dict]()
-
-
-def _uses_database(request: pytest.FixtureRequest, database_fixture: str | None) -> None:
-    if database_fixture is not None:
-        request.config.stash.setdefault(USES_DATABASE_KEY, {})[request.fixturename] = database_fixture
-
-
-def databases_used_by(config: pytest.Config, fixturenames) -> dict:
-    """The set-up database fixtures (name -> TestDatabase) that the given fixtures stand on."""
-    uses = config.stash.get(USES_DATABASE_KEY, {})
-    databases = config.stash.get(DATABASES_KEY, {})
-    wanted = {uses[name] for name in fixturenames if name in uses}
-    return {name: databases[name] for name in wanted if name in databases}

@@ -8,7 +8,6 @@ import sys
 
 import pytest
 
-from pytest_celery_astra import factories
 from pytest_celery_astra.brokers.choice import check_broker_url, choose_broker
 from pytest_celery_astra.containers.coordination import RunState, dead_runs_left, reap_dead_runs, warn_reaped
 from pytest_celery_astra.errors import CeleryAstraError
@@ -29,7 +28,7 @@ from pytest_celery_astra.fixtures import (  # noqa: E402,F401
     celery_astra_worker_process,
 )
 from pytest_celery_astra.naming import is_xdist_worker, worker_id
-from pytest_celery_astra.run import interrupts, per_test
+from pytest_celery_astra.run import interrupts, per_test, registry
 from pytest_celery_astra.run.context import RUN_CONTEXT_KEY, RunContext
 from pytest_celery_astra.run.header import describe_run
 from pytest_celery_astra.settings import register_options, settings_from_config
@@ -176,7 +175,7 @@ def pytest_runtest_makereport(item: pytest.Item, call):
     outcome = yield
     report = outcome.get_result()
     if report.failed:
-        for worker in item.config.stash.get(factories.RUNNING_WORKERS_KEY, []):
+        for worker in item.config.stash.get(registry.RUNNING_WORKERS_KEY, []):
             if hasattr(worker, "log_tail"):
                 report.sections.append((f"celery worker process {worker.hostname}", worker.log_tail()))
         if call.excinfo is not None and "cassandra" in type(call.excinfo.value).__module__:
@@ -187,7 +186,7 @@ def _explain_unavailable(config: pytest.Config, report: pytest.TestReport, error
     from pytest_celery_astra.cassandra.replication import unavailable_cause, unavailable_sentence
 
     unavailable = unavailable_cause(error)
-    databases = [db for db in config.stash.get(factories.DATABASES_KEY, {}).values() if db.replication is not None]
+    databases = [db for db in config.stash.get(registry.DATABASES_KEY, {}).values() if db.replication is not None]
     if unavailable is not None and databases:
         report.sections.append(("pytest-celery-astra", unavailable_sentence(
             databases[0].keyspace, databases[0].replication, unavailable)))
@@ -224,7 +223,7 @@ def _broker_kinds(config: pytest.Config) -> tuple[str, ...]:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Before the test's fixtures: only the running workers it asked for consume (workers/standby.py)."""
-    running: list = item.config.stash.get(factories.RUNNING_WORKERS_KEY, [])
+    running: list = item.config.stash.get(registry.RUNNING_WORKERS_KEY, [])
     if running:
         from pytest_celery_astra.workers.standby import consume_as_requested
 

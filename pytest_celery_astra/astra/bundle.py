@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from pytest_celery_astra.owner import Owner
+from pytest_celery_astra.host import Owner
 
 PREFIX = "pytest-celery-astra-bundle-"  # starts like a state directory: reaped the same way
 

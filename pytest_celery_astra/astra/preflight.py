@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from pytest_celery_astra.cassandra.database import STALE_AFTER, is_stale, mark_owner, parse_mark  # noqa: F401 - STALE_AFTER re-exported
+from pytest_celery_astra.cassandra.marks import STALE_AFTER, is_stale, mark_owner, parse_mark  # noqa: F401 - STALE_AFTER re-exported
 from pytest_celery_astra.settings import Settings
 
 BUNDLE_FILES = ("config.json", "ca.crt", "cert", "key")

@@ -5,24 +5,22 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import importlib.util
-import json
 import logging
 import os
 import threading
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from pytest_celery_astra.brokers.rabbitmq_admin import AdminApiError, define_vhost, delete_vhosts
 from pytest_celery_astra.containers.engine import EngineProbe
+from pytest_celery_astra.containers.rabbitmq_vhosts import create_vhosts
 from pytest_celery_astra.containers.services import (
     ContainerSpec,
     RunningService,
-    exec_in_container,
     rabbitmq_spec,
     redis_spec,
 )
 from pytest_celery_astra.masking import mask_url, url_for_message
-from pytest_celery_astra.naming import CONTROLLER, Placement, vhost_name
+from pytest_celery_astra.naming import CONTROLLER, Placement
 from pytest_celery_astra.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -192,7 +190,7 @@ def prepare_vhost(service: RunningService, vhost: str) -> None:
     then only waits. Nothing to do for a vhost made when the container started (``service.vhosts``)."""
     key = (service.container_id, vhost)
     if key not in _PREPARING and vhost not in service.vhosts:
-        _PREPARING[key] = _background(_create_vhosts, service, [vhost])
+        _PREPARING[key] = _background(create_vhosts, service, [vhost])
 
 
 def ensure_vhost(service: RunningService, vhost: str) -> None:
@@ -202,7 +200,7 @@ def ensure_vhost(service: RunningService, vhost: str) -> None:
     if future is not None:
         future.result()
     elif vhost not in service.vhosts:
-        _create_vhosts(service, [vhost])
+        create_vhosts(service, [vhost])
 
 
 def xdist_worker_vhosts(placement: Placement, settings: Settings) -> list[str]:
@@ -224,7 +222,7 @@ def with_worker_vhosts(service: RunningService, vhosts: list[str]) -> RunningSer
     if not vhosts:
         return service
     try:
-        _create_vhosts(service, vhosts)
+        create_vhosts(service, vhosts)
     except Exception as error:  # noqa: BLE001 - each worker tries again and reports its own error
         logger.info("pytest-celery-astra: could not make the xdist workers' vhosts at once (%s)", error)
         return service
@@ -242,54 +240,3 @@ def _background(function, *args) -> "concurrent.futures.Future[None]":
 
     threading.Thread(target=run, name="celery-astra-vhost", daemon=True).start()
     return future
-
-
-def _create_vhosts(service: RunningService, vhosts: list[str]) -> None:
-    """Through the management API when the container has it (kept containers); else, or when it fails,
-    ``rabbitmqctl``. Each ``rabbitmqctl`` call boots an Erlang VM (~0.6 s here), so the vhosts and the guest's
-    permissions come in one ``import_definitions`` (RabbitMQ 3.8.2+); else ``add_vhost`` then
-    ``set_permissions`` per vhost."""
-    if service.admin_port:
-        try:
-            for vhost in vhosts:
-                define_vhost(service.host, service.admin_port, vhost)
-            return
-        except AdminApiError as error:
-            logger.info("pytest-celery-astra: the management API did not create vhosts %s (%s); using "
-                        "rabbitmqctl", ", ".join(vhosts), error)
-    definitions = json.dumps({
-        "vhosts": [{"name": vhost} for vhost in vhosts],
-        "permissions": [{"user": "guest", "vhost": vhost, "configure": ".*", "write": ".*", "read": ".*"}
-                        for vhost in vhosts]})
-    path = f"/tmp/celery-astra-{vhosts[0]}.json"
-    one_call = f"printf '%s' '{definitions}' > {path} && rabbitmqctl -q import_definitions {path} >/dev/null"
-    two_calls = " && ".join(
-        f"(rabbitmqctl -q add_vhost {vhost} >/dev/null 2>&1 || rabbitmqctl -q list_vhosts | grep -qx {vhost})"
-        f" && rabbitmqctl -q set_permissions -p {vhost} guest '.*' '.*' '.*'" for vhost in vhosts)
-    script = f"({one_call}) || ({two_calls}); status=$?; rm -f {path}; exit $status"
-    exec_in_container(service.container_id, ["sh", "-c", script])
-
-
-def delete_run_vhosts(container_id: str, run_id: str, host: str | None = None, admin_port: int | None = None) -> None:
-    """Delete one run's virtual hosts (one per xdist worker) from a kept RabbitMQ container: a run
-    removes what it created, also in a container that outlives it.
-
-    Through the management API at ``host:admin_port`` when given (one request per vhost). Else, or when it
-    fails, one ``rabbitmqctl eval`` lists and deletes them in a single Erlang VM; where its internal calls do
-    not exist (another RabbitMQ version), the public commands do it, one VM per vhost."""
-    prefix = vhost_name("", run_id).rstrip("_") + "_"
-    if host and admin_port:
-        try:
-            delete_vhosts(host, admin_port, prefix)
-            return
-        except AdminApiError as error:
-            logger.info("pytest-celery-astra: the management API did not delete run %s's vhosts (%s); "
-                        "using rabbitmqctl", run_id, error)
-    one_call = ("rabbitmqctl -q eval '"
-                f"P = <<\"{prefix}\">>, [ok = rabbit_vhost:delete(V, <<\"pytest-celery-astra\">>) "
-                "|| V <- rabbit_vhost:list_names(), binary:longest_common_prefix([V, P]) =:= byte_size(P)].' "
-                ">/dev/null 2>&1")
-    # The names are listed first: a `| while read` loop would lose lines to rabbitmqctl reading stdin.
-    loop = (f"for vhost in $(rabbitmqctl -q list_vhosts | grep '^{prefix}'); do "
-            f"rabbitmqctl -q delete_vhost \"$vhost\" </dev/null || exit 1; done")
-    exec_in_container(container_id, ["sh", "-c", f"{one_call} || ({loop})"])

@@ -54,8 +54,8 @@ from celery import states
 from celery.backends.cassandra import CassandraBackend
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 
-from pytest_celery_astra.cassandra.database import CassandraTarget
-from pytest_celery_astra.run.app_state import state_of
+from pytest_celery_astra.cassandra.app_state import state_of
+from pytest_celery_astra.cassandra.target import CassandraTarget
 
 # Celery 5.7 reads a task's row before storing it (to keep a first SUCCESS); earlier releases only write.
 # Public: the bench's floor of Celery's own queries per task uses it too.

@@ -1,235 +1,51 @@
-"""The Cassandra side: where it is, how to connect, and the test keyspace and result table.
-
-A :class:`CassandraTarget` is either contact points (a container or an existing
-cluster) or an Astra DB secure connect bundle. :class:`TestDatabase` connects,
-prepares the keyspace and Celery's result table before any test runs, and
-remembers which tables the plugin created, so cleanup never touches others.
+"""The test keyspace and result table: :class:`TestDatabase` connects to a
+:class:`~pytest_celery_astra.cassandra.target.CassandraTarget`, prepares the keyspace (its own, a leased
+kept one, or Astra's) and Celery's result table before any test runs, makes the tables the plugin owns
+(marked: ``marks.py``), runs schema changes until the nodes agree, and remembers which tables the plugin
+created, so cleanup never touches others.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
-import hashlib
-import logging
-import re
 import time
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable
 
 from pytest_celery_astra.cassandra.leases import KeyspaceLease
+from pytest_celery_astra.cassandra.marks import (
+    OWNER_TABLE,
+    is_stale,
+    lease_fingerprint,
+    mark_owner,
+    parse_mark,
+    result_table_ddl,
+    statement_digest,
+    table_mark,
+    with_mark,
+)
 from pytest_celery_astra.cassandra.replication import Replication
 from pytest_celery_astra.cassandra.result_rows import ResultRows
+from pytest_celery_astra.cassandra.target import (
+    CassandraTarget,
+    astra_front_door_message,
+    consistency_level,
+    first_line,
+    quiet_driver_logs,
+)
 from pytest_celery_astra.errors import DatabaseSetupError, TableNotOwnedError
-from pytest_celery_astra.masking import Secret
-from pytest_celery_astra.owner import Owner
 
 if TYPE_CHECKING:
-    from pytest_celery_astra.astra.shared_tables import TableUsers
     from pytest_celery_astra.cassandra.cluster_leases import ClusterKeyspaceLease
+    from pytest_celery_astra.cassandra.shared_tables import TableUsers
 
 # Seconds a schema change waits for every live node to agree (the driver's default is 10 s; on a 3-node
 # cluster one statement took up to 5.8 s under a -n 4 start).
 SCHEMA_AGREEMENT_WAIT = 30
-# Seconds between a driver Cluster's reconnection attempts to a node it saw go down, for every Cluster built
-# from the app's cassandra_options (the result backends', the app's own, in every process).
-RECONNECT_EVERY = 0.5
-
-MARK_PREFIX = "pytest-celery-astra"
-OWNER_TABLE = "celery_astra_owner"
 # Keyspaces the plugin never cleans, whatever a test registers.
 SYSTEM_KEYSPACES = frozenset({
     "system", "system_auth", "system_schema", "system_distributed", "system_traces",
     "system_views", "system_virtual_schema", "data_endpoint_auth", "datastax_sla",
 })
-logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class CassandraTarget:
-    """Where Cassandra answers and how to log in. Secrets are :class:`Secret`."""
-
-    hosts: tuple[str, ...] = ()
-    port: int = 9042
-    username: str | None = None
-    password: Secret | None = None
-    bundle_path: str | None = None
-    bundle_origin: str | None = None  # the bundle as the user named it (bundle_path is the private copy)
-    protocol_version: int | None = None
-
-    @property
-    def is_astra(self) -> bool:
-        return self.bundle_path is not None
-
-    def describe(self) -> str:
-        login = f" as {self.username}" if self.username else ""
-        if self.is_astra:
-            return f"Astra DB bundle {self.bundle_origin or self.bundle_path}{login}"
-        return f"{','.join(self.hosts)}:{self.port}{login}"
-
-    def auth_provider(self):
-        if not self.username:
-            return None
-        from cassandra.auth import PlainTextAuthProvider
-
-        return PlainTextAuthProvider(username=self.username, password=self.password)
-
-    def cluster_options(self, consistency: str | None = None) -> dict:
-        """Options for cassandra-driver's Cluster besides where and who: the plugin's and Celery's.
-        ``consistency`` is the default level of the Cluster's queries (the plugin's own Session: the
-        configured read consistency, never the driver's LOCAL_ONE, which a node down can fail)."""
-        if self.is_astra:
-            return {}
-        from cassandra.cluster import EXEC_PROFILE_DEFAULT, ExecutionProfile
-        from cassandra.policies import ConstantReconnectionPolicy, RoundRobinPolicy
-
-        # Explicit policy and protocol: without them the driver warns on every connect. Reconnecting
-        # every 0.5 s (the driver backs off up to 10 min) brings the sessions back soon after a node
-        # restart (celery_astra_services).
-        profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=30)
-        profile.celery_astra_made = True  # see own_profiles()
-        if consistency is not None:
-            profile.consistency_level = consistency_level(consistency)
-        options: dict = {"execution_profiles": {EXEC_PROFILE_DEFAULT: profile},
-                         "reconnection_policy": ConstantReconnectionPolicy(RECONNECT_EVERY, max_attempts=None)}
-        if self.protocol_version is not None:
-            options["protocol_version"] = self.protocol_version
-        return options
-
-    @staticmethod
-    def own_profiles(options: dict) -> dict:
-        """``options`` with a fresh load-balancing policy in each execution profile the plugin made.
-
-        A policy keeps the live hosts of the one Cluster it serves: two Clusters built from the same
-        ``cassandra_options`` (the result backend's and the app's own) would share it, and one marking a
-        node down empties the other's query plans (``NoHostAvailable`` with no host tried)."""
-        profiles = options.get("execution_profiles")
-        if not profiles:
-            return options
-        import copy
-
-        fresh = {}
-        for name, profile in profiles.items():
-            if getattr(profile, "celery_astra_made", False):
-                profile = copy.copy(profile)
-                profile.load_balancing_policy = type(profile.load_balancing_policy)()
-            fresh[name] = profile
-        return {**options, "execution_profiles": fresh}
-
-    def cluster(self, consistency: str | None = None, **options):
-        """A cassandra-driver Cluster for this target (not yet connected)."""
-        from cassandra.cluster import Cluster
-
-        options = {**self.cluster_options(consistency), **options}
-        if self.is_astra:
-            return Cluster(cloud={"secure_connect_bundle": self.bundle_path},
-                           auth_provider=self.auth_provider(), **options)
-        return Cluster(list(self.hosts), port=self.port, auth_provider=self.auth_provider(), **options)
-
-    def celery_settings(self) -> dict:
-        """The cassandra_* settings of Celery's backend for this target."""
-        settings: dict = {
-            "cassandra_servers": None if self.is_astra else list(self.hosts),
-            "cassandra_port": self.port,
-            "cassandra_secure_bundle_path": self.bundle_path,
-            "cassandra_auth_provider": None,
-            "cassandra_auth_kwargs": None,
-            "cassandra_options": self.cluster_options(),
-        }
-        if self.username:
-            settings["cassandra_auth_provider"] = "PlainTextAuthProvider"
-            settings["cassandra_auth_kwargs"] = {"username": self.username, "password": self.password}
-        return settings
-
-
-def consistency_level(name: str) -> int:
-    """The driver's value for a consistency level's name (the settings only accept known names)."""
-    from cassandra import ConsistencyLevel
-
-    return ConsistencyLevel.name_to_value[name]
-
-
-@contextmanager
-def quiet_driver_logs() -> Iterator[None]:
-    """Silence the driver's connection warnings while a node is expected to be down."""
-    driver_logger = logging.getLogger("cassandra")
-    previous = driver_logger.level
-    driver_logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        driver_logger.setLevel(previous)
-
-
-# A run older than this, from another host, is taken as crashed by --celery-astra-drop-stale.
-STALE_AFTER = datetime.timedelta(hours=2)
-
-
-def table_mark(run_id: str, worker: str) -> str:
-    """The comment of every table the plugin creates: which run and worker, when, and which process
-    (so that a later run on the same host can tell a killed run's leftovers from a live run's data)."""
-    created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    owner = Owner.this_process()
-    return (f"{MARK_PREFIX} run={run_id} worker={worker} created={created} "
-            f"host={owner.host} pid={owner.pid} started={owner.started}")
-
-
-def mark_owner(mark: dict[str, str]) -> Owner | None:
-    """The process that made a marked table, when the mark names one."""
-    return Owner.parse(mark.get("host"), mark.get("pid"), mark.get("started"))
-
-
-def parse_mark(comment: str | None) -> dict[str, str] | None:
-    """The fields of a mark, or None for a table the plugin did not create."""
-    if not comment or not comment.startswith(MARK_PREFIX + " "):
-        return None
-    fields = dict(part.split("=", 1) for part in comment.split()[1:] if "=" in part)
-    return fields if {"run", "worker", "created"} <= fields.keys() else None
-
-
-def is_stale(mark: dict[str, str], now: datetime.datetime) -> bool:
-    """Whether a marked table was created more than STALE_AFTER before ``now``."""
-    try:
-        created = datetime.datetime.strptime(mark["created"], "%Y-%m-%dT%H:%M:%SZ").replace(
-            tzinfo=datetime.timezone.utc)
-    except ValueError:
-        return False
-    return now - created > STALE_AFTER
-
-
-def with_mark(cql: str, mark: str) -> str:
-    """``cql`` (a CREATE TABLE) with the plugin's mark as its comment, unless it sets a comment itself."""
-    statement = cql.strip().rstrip(";")
-    if re.search(r"\bcomment\s*=", statement, re.IGNORECASE):
-        return statement
-    joiner = " AND " if re.search(r"\bWITH\b", statement, re.IGNORECASE) else " WITH "
-    return f"{statement}{joiner}comment = '{mark}'"
-
-
-def lease_fingerprint(result_table: str, replication: str = "") -> str:
-    """What a leased keyspace left clean must match to be used as it is: the result table's name,
-    Celery's schema for it (which changed between releases) and, on a cluster, the replication."""
-    from celery.backends.cassandra import Q_CREATE_RESULT_TABLE
-
-    text = f"{OWNER_TABLE}\n{result_table}\n{Q_CREATE_RESULT_TABLE}" + (f"\n{replication}" if replication else "")
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def statement_digest(cql: str) -> str:
-    """What tells two CREATE TABLE statements apart, whitespace aside (a kept table is used again only for
-    the same statement)."""
-    return hashlib.sha256(" ".join(cql.split()).encode()).hexdigest()[:12]
-
-
-def result_table_ddl(keyspace: str, table: str, comment: str) -> str:
-    """Celery's own CREATE TABLE for its result table, with the plugin's mark as comment.
-
-    Taken from Celery itself so the schema is exactly the one its backend reads
-    and writes (it changed between releases).
-    """
-    from celery.backends.cassandra import Q_CREATE_RESULT_TABLE
-
-    return with_mark(Q_CREATE_RESULT_TABLE.format(table=f"{keyspace}.{table}"), comment)
 
 
 class TestDatabase:
@@ -316,26 +132,18 @@ class TestDatabase:
                 cluster.shutdown()
                 auth_errors = [e for e in error.errors.values() if isinstance(e, AuthenticationFailed)]
                 if auth_errors:
-                    raise DatabaseSetupError(self._login_refused_message()) from None
+                    raise DatabaseSetupError(self.target.login_refused_message()) from None
                 if not retry:
-                    raise DatabaseSetupError(self._unreachable_message(error)) from None
+                    raise DatabaseSetupError(self.target.unreachable_message(error)) from None
                 if time.monotonic() > deadline:
                     raise DatabaseSetupError(
                         f"pytest-celery-astra: Cassandra at {self.target.describe()} did not answer within "
-                        f"{timeout:g} s ({_short(error)}); check --celery-astra-cassandra-hosts and "
+                        f"{timeout:g} s ({first_line(error)}); check --celery-astra-cassandra-hosts and "
                         f"--celery-astra-cassandra-port, or raise --celery-astra-startup-timeout.") from None
                 time.sleep(0.5)
             except Exception:
                 cluster.shutdown()
                 raise
-
-    def _unreachable_message(self, error: Exception) -> str:
-        if self.target.is_astra:
-            return (f"pytest-celery-astra: Astra DB did not accept a CQL connection through the secure connect "
-                    f"bundle ({_short(error)}); check that the database is active and fix --astra-bundle "
-                    f"(ASTRA_DB_SECURE_BUNDLE_PATH).")
-        return (f"pytest-celery-astra: Cassandra at {self.target.describe()} does not answer CQL "
-                f"({_cause(error)}); fix --celery-astra-cassandra-hosts / --celery-astra-cassandra-port.")
 
     def _new_cluster(self):
         """A Cluster; the cloud path already talks to Astra's metadata service here."""
@@ -349,14 +157,7 @@ class TestDatabase:
             if not self.target.is_astra:
                 raise
             # The driver says "unable to connect to the metadata service" whatever happened: say what did.
-            raise DatabaseSetupError(_astra_front_door_message(error)) from None
-
-    def _login_refused_message(self) -> str:
-        if self.target.is_astra:
-            return ("pytest-celery-astra: Astra DB refused the login; check --astra-token "
-                    "(ASTRA_DB_APPLICATION_TOKEN) or --astra-client-id / --astra-client-secret.")
-        return ("pytest-celery-astra: Cassandra refused the login; check --celery-astra-cassandra-username "
-                "and --celery-astra-cassandra-password.")
+            raise DatabaseSetupError(astra_front_door_message(error)) from None
 
     def prepare(self) -> None:
         """Create (or check) the keyspace, then Celery's result table in it."""
@@ -417,7 +218,7 @@ class TestDatabase:
         import socket
 
         from pytest_celery_astra.cassandra.cluster_leases import CqlSlots, acquire
-        from pytest_celery_astra.locks import file_lock
+        from pytest_celery_astra.host import file_lock
 
         replication = self.resolve_replication().cql()
         if not self._has_table(registry, "slots"):
@@ -591,7 +392,7 @@ class TestDatabase:
                     raise
                 raise DatabaseSetupError(
                     f"pytest-celery-astra: the database refused table {self.keyspace}.{table}: it is at its limit "
-                    f"of tables ({_short(error)}); drop tables (tables of crashed runs: --astra-drop-stale) or "
+                    f"of tables ({first_line(error)}); drop tables (tables of crashed runs: --astra-drop-stale) or "
                     f"run fewer xdist workers.") from None
             self.made_tables.add(table)
             self._check_mark_kept(table, mark, user_comment=cql is not None and mark not in statement)
@@ -622,7 +423,7 @@ class TestDatabase:
             who = f"role {self.target.username!r}" if self.target.username else "the anonymous role"
             fix = "grant it CREATE and DROP on the keyspace, or log in with another role"
         return (f"pytest-celery-astra: {who} may not create table {self.keyspace}.{table} "
-                f"({_short(error)}); {fix}.")
+                f"({first_line(error)}); {fix}.")
 
     def register_table(self, table: str) -> str:
         """Empty ``table`` after every test from now on: for a table your app creates itself in the
@@ -718,47 +519,3 @@ class TestDatabase:
         if self.cluster is not None:
             self.cluster.shutdown()
             self.cluster = self.session = None
-
-
-def _astra_front_door_message(error: BaseException) -> str:
-    """One sentence for a failure to fetch Astra's metadata, by its cause (the driver keeps it as context)."""
-    import ssl
-    import urllib.error
-
-    cause: BaseException | None = error
-    while cause is not None and not isinstance(cause, (urllib.error.URLError, ssl.SSLError, OSError)):
-        cause = cause.__context__
-    reason = getattr(cause, "reason", cause) if isinstance(cause, urllib.error.URLError) else cause
-    if isinstance(cause, urllib.error.HTTPError):
-        return (f"pytest-celery-astra: Astra DB's metadata service answered HTTP {cause.code}, as it does for a "
-                f"hibernated, parked or terminated database; resume the database in the Astra console, or fix "
-                f"--astra-bundle (ASTRA_DB_SECURE_BUNDLE_PATH) if it belongs to another database.")
-    if isinstance(reason, (ssl.SSLError, ConnectionResetError, BrokenPipeError)):
-        # A TLS handshake refused for the client certificate: an SSL error, or (Python 3.12+) a reset.
-        return (f"pytest-celery-astra: Astra DB's metadata service did not accept the secure connect bundle "
-                f"(TLS handshake: {_short(reason)}); download the bundle of this database again from the Astra console and "
-                f"fix --astra-bundle (ASTRA_DB_SECURE_BUNDLE_PATH).")
-    if isinstance(reason, (OSError, str)):
-        text = getattr(reason, "strerror", None) or str(reason)
-        return (f"pytest-celery-astra: Astra DB's metadata service named in the secure connect bundle could not "
-                f"be reached ({text}); check this machine's network or proxy and that the database exists, then "
-                f"--astra-bundle (ASTRA_DB_SECURE_BUNDLE_PATH).")
-    return (f"pytest-celery-astra: Astra DB's metadata service did not accept the secure connect bundle "
-            f"({_short(error)}); download the bundle of this database again from the Astra console and fix "
-            f"--astra-bundle (ASTRA_DB_SECURE_BUNDLE_PATH).")
-
-
-def _short(error: BaseException) -> str:
-    return str(error).splitlines()[0][:200]
-
-
-def _cause(error) -> str:
-    """What each contact point said, in a few words (the driver's NoHostAvailable is one long line)."""
-    causes = getattr(error, "errors", None) or {}
-    if not causes:
-        return _short(error)
-    parts = []
-    for host, cause in list(causes.items())[:3]:
-        text = getattr(cause, "strerror", None) or str(cause).splitlines()[0][:120] or type(cause).__name__
-        parts.append(f"{host}: {text}")
-    return "; ".join(parts)

@@ -22,7 +22,8 @@ from __future__ import annotations
 import re
 import time
 
-from pytest_celery_astra.cassandra.database import TestDatabase, consistency_level
+from pytest_celery_astra.cassandra.database import TestDatabase
+from pytest_celery_astra.cassandra.target import consistency_level
 from pytest_celery_astra.errors import CleanupError
 
 

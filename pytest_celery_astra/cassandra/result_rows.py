@@ -1,6 +1,6 @@
 """The result rows this process wrote, and the deletes of them still in flight: one :class:`ResultRows`
 per pytest process (``RunContext.rows``), which the app fixture hands its app (in its
-:class:`~pytest_celery_astra.run.app_state.AppState`) for the backend to find.
+:class:`~pytest_celery_astra.cassandra.app_state.AppState`) for the backend to find.
 
 The plugin's result backend records every task id it stores (``written``). After a test whose every
 result-table row came from this process, the janitor deletes exactly those partitions without waiting

@@ -32,8 +32,7 @@ from pytest_celery_astra.containers.services import (
     start_container,
 )
 from pytest_celery_astra.errors import ServiceStartError
-from pytest_celery_astra.locks import file_lock
-from pytest_celery_astra.owner import Owner
+from pytest_celery_astra.host import Owner, file_lock
 
 logger = logging.getLogger(__name__)
 
@@ -210,7 +209,7 @@ def _forget_run_in_kept_broker(record: dict, run_id: str) -> list[str]:
     Returns problems as text (none for other services, which hold nothing per run)."""
     if record.get("name") != "rabbitmq" or not record.get("container_id"):
         return []
-    from pytest_celery_astra.brokers.choice import delete_run_vhosts
+    from pytest_celery_astra.containers.rabbitmq_vhosts import delete_run_vhosts
 
     try:
         delete_run_vhosts(record["container_id"], run_id, record.get("host"), record.get("admin_port"))

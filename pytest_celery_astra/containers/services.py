@@ -29,8 +29,7 @@ from pytest_celery_astra.containers.engine import (
     remove_container_plainly,
 )
 from pytest_celery_astra.errors import ServiceStartError
-from pytest_celery_astra.locks import file_lock
-from pytest_celery_astra.owner import Owner
+from pytest_celery_astra.host import Owner, file_lock
 
 LABEL = "io.github.pytest-celery-astra"
 LABEL_CONFIG_HASH = LABEL + ".config-hash"

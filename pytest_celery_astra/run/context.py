@@ -20,8 +20,8 @@ from pytest_celery_astra.brokers.choice import (
     check_url_isolates_workers,
     choose_broker,
 )
-from pytest_celery_astra.cassandra.database import CassandraTarget
 from pytest_celery_astra.cassandra.result_rows import ResultRows
+from pytest_celery_astra.cassandra.target import CassandraTarget
 from pytest_celery_astra.containers.coordination import RunState
 from pytest_celery_astra.containers.engine import EngineProbe, no_engine_message, probe_engine
 from pytest_celery_astra.containers.services import (
@@ -195,8 +195,8 @@ class RunContext:
         run makes a keyspace of its own, named by its run id."""
         if not self.leases_keyspaces:
             return None
-        from pytest_celery_astra.cassandra.database import lease_fingerprint
         from pytest_celery_astra.cassandra.leases import acquire
+        from pytest_celery_astra.cassandra.marks import lease_fingerprint
 
         placement = self.placement
         return acquire(self.services["cassandra"].container_id, prefix or self.settings.keyspace,

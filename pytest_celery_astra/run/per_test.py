@@ -12,9 +12,8 @@ import warnings
 
 import pytest
 
-from pytest_celery_astra import factories
 from pytest_celery_astra.errors import CleanupError
-from pytest_celery_astra.run import interrupts
+from pytest_celery_astra.run import interrupts, registry
 from pytest_celery_astra.run.context import RUN_CONTEXT_KEY
 
 PUBLIC_FIXTURES = frozenset({
@@ -27,11 +26,11 @@ PUBLIC_FIXTURES = frozenset({
 def before_test(request: pytest.FixtureRequest) -> None:
     """A worker process this test asks for that died earlier fails it in one sentence; a test that reaches
     the tables itself waits for the last test's deferred deletes."""
-    for worker in request.config.stash.get(factories.RUNNING_WORKERS_KEY, []):
+    for worker in request.config.stash.get(registry.RUNNING_WORKERS_KEY, []):
         gone = getattr(worker, "gone", lambda: None)()
         if gone and getattr(worker, "fixturename", None) in request.fixturenames:
             pytest.fail(gone, pytrace=False)
-    databases = request.config.stash.get(factories.DATABASES_KEY, {})
+    databases = request.config.stash.get(registry.DATABASES_KEY, {})
     if databases and reaches_tables(request):
         for database in list(databases.values()):
             database.rows.deletes.wait((database.keyspace, database.result_table))  # the last test's deferred deletes
@@ -42,7 +41,7 @@ def after_test(request: pytest.FixtureRequest) -> None:
     if interrupts.interrupted():
         return  # Ctrl-C / SIGTERM: the run is being removed; settling workers or emptying tables only delays it
     names = request.fixturenames
-    databases = factories.databases_used_by(request.config, names)
+    databases = registry.databases_used_by(request.config, names)
     if not databases and PUBLIC_FIXTURES.isdisjoint(names):
         return
     if request.config.stash[RUN_CONTEXT_KEY].settings.cleanup:
@@ -56,7 +55,7 @@ def after_test(request: pytest.FixtureRequest) -> None:
             if not skip and database.session is not None:
                 clean(Janitor(database), deferred=deferred)
             database.reached = False  # emptied: what the test (and the janitor) sent through it is gone
-    for embedded in request.config.stash.get(factories.RUNNING_WORKERS_KEY, []):
+    for embedded in request.config.stash.get(registry.RUNNING_WORKERS_KEY, []):
         embedded.check_unreported()
 
 
@@ -69,7 +68,7 @@ _DIRECT_DATABASE_FIXTURES = frozenset({
 def reaches_tables(request: pytest.FixtureRequest | pytest.Function) -> bool:
     """Whether the test (or one of its fixtures) asks for a database fixture or the session: by name before
     it runs, and afterwards also those it got at run time (``request.getfixturevalue``)."""
-    databases = request.config.stash.get(factories.DATABASES_KEY, {})
+    databases = request.config.stash.get(registry.DATABASES_KEY, {})
     names = request.fixturenames
     return any(name in _DIRECT_DATABASE_FIXTURES or name in databases for name in names)
 
@@ -81,8 +80,8 @@ def rows_all_from_here(request: pytest.FixtureRequest | pytest.Function) -> bool
     from pytest_celery_astra.workers.process import ProcessWorker
 
     config = request.config
-    workers = config.stash.get(factories.RUNNING_WORKERS_KEY, [])
-    databases = config.stash.get(factories.DATABASES_KEY, {}).values()
+    workers = config.stash.get(registry.RUNNING_WORKERS_KEY, [])
+    databases = config.stash.get(registry.DATABASES_KEY, {}).values()
     return (not any(isinstance(worker, ProcessWorker) for worker in workers) and not reaches_tables(request)
             and not any(database.reached for database in databases))
 
@@ -93,7 +92,7 @@ _FOREIGN_ROWS_KEPT_KEY = pytest.StashKey[bool]()
 
 def call_with_rows_known(item: pytest.Function):
     context = item.config.stash.get(RUN_CONTEXT_KEY, None)
-    if context is None or not item.config.stash.get(factories.DATABASES_KEY, {}):
+    if context is None or not item.config.stash.get(registry.DATABASES_KEY, {}):
         yield
         return
     only_here = rows_all_from_here(item)
@@ -135,7 +134,7 @@ def settle_workers(request: pytest.FixtureRequest) -> None:
     if request.node.stash.get(_SETTLED_KEY, False):
         return
     request.node.stash[_SETTLED_KEY] = True
-    workers = request.config.stash.get(factories.RUNNING_WORKERS_KEY, [])
+    workers = request.config.stash.get(registry.RUNNING_WORKERS_KEY, [])
     if not workers:
         return
     from pytest_celery_astra.workers.thread import EmbeddedWorker, settle_all

@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from pytest_celery_astra import factories
 from pytest_celery_astra.containers.faults import retry_until
+from pytest_celery_astra.run import registry
 
 # After Cassandra answers again: time for a reconnected Cluster to open its connection pool.
 POOL_MARGIN = 0.5
@@ -25,14 +25,14 @@ def wait_until_recovered(config: pytest.Config, timeout: float, workers: bool = 
     ``cassandra_options`` (in worker processes' children too) have tried again by then."""
     back = time.monotonic()
     deadline = back + timeout
-    for name, database in list(config.stash.get(factories.DATABASES_KEY, {}).items()):
+    for name, database in list(config.stash.get(registry.DATABASES_KEY, {}).items()):
         if database.session is not None:
             _retry(f"the Cassandra session of {name}", deadline, timeout,
                    lambda db=database: db.session.execute("SELECT release_version FROM system.local", timeout=2))
             # The driver's control connection (schema metadata, used by create_table) reconnects apart.
             _retry(f"the Cassandra control connection of {name}", deadline, timeout,
                    lambda db=database: db.cluster.refresh_keyspace_metadata(db.keyspace))
-    running_now: list = config.stash.get(factories.RUNNING_WORKERS_KEY, [])
+    running_now: list = config.stash.get(registry.RUNNING_WORKERS_KEY, [])
     running = list(running_now)
     for embedded in running:
         probe_id = f"celery-astra-recovery-{uuid.uuid4().hex}"
@@ -43,7 +43,7 @@ def wait_until_recovered(config: pytest.Config, timeout: float, workers: bool = 
             _retry(f"the result backends of the worker process {embedded.hostname}", deadline, timeout,
                    lambda probe=probe_backends: probe(max(deadline - time.monotonic(), 1.0)))
     if reconnected:
-        from pytest_celery_astra.cassandra.database import RECONNECT_EVERY
+        from pytest_celery_astra.cassandra.target import RECONNECT_EVERY
 
         time.sleep(max(0.0, back + RECONNECT_EVERY + POOL_MARGIN - time.monotonic()))
     if not workers:
@@ -75,7 +75,7 @@ def restart_workers_on_old_kombu(config: pytest.Config) -> None:
         return
     from pytest_celery_astra.workers.thread import EmbeddedWorker
 
-    for embedded in config.stash.get(factories.RUNNING_WORKERS_KEY, []):
+    for embedded in config.stash.get(registry.RUNNING_WORKERS_KEY, []):
         if isinstance(embedded, EmbeddedWorker):
             embedded.stop()
             embedded.start()

@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pytest_celery_astra.cassandra.app_state import state_of
+from pytest_celery_astra.celery_app import purge_queues
 from pytest_celery_astra.errors import EmbeddedWorkerError
-from pytest_celery_astra.run.app_state import state_of
 from pytest_celery_astra.workers.held import DROP_HELD_COMMAND
 
 if TYPE_CHECKING:
@@ -161,8 +162,6 @@ class ProcessWorker:
         is recorded, during the next one. Returns once the worker has confirmed the drop."""
         if self.process is None or self.process.poll() is not None:
             return True
-        from pytest_celery_astra.workers.thread import purge_queues
-
         purge_queues(self.app, self.consumed_queues)
         try:
             return self._wait_idle(self.app.control.inspect(destination=[self.hostname], timeout=1.0), timeout)

@@ -14,9 +14,10 @@ from celery.exceptions import WorkerTerminate
 from celery.worker import state as worker_state
 from kombu.asynchronous import set_event_loop
 
+from pytest_celery_astra.cassandra.app_state import state_of
+from pytest_celery_astra.celery_app import purge_queues
 from pytest_celery_astra.errors import EmbeddedWorkerError
 from pytest_celery_astra.internals import allow_joining_results, worker_controller_started
-from pytest_celery_astra.run.app_state import state_of
 from pytest_celery_astra.workers.held import drop_held_tasks
 from pytest_celery_astra.workers.in_flight import InFlight
 
@@ -176,16 +177,6 @@ def _pool_class(pool: str, app: Celery, hostname: str):
                                                initargs=(app, hostname))
 
     return AppThreadPool
-
-
-def purge_queues(app: Celery, queues: list[str]) -> None:
-    """Drop the messages waiting in ``queues`` on ``app``'s broker (a worker's, between tests)."""
-    with app.connection_for_write() as connection:
-        for queue in queues:
-            try:
-                connection.default_channel.queue_purge(queue)
-            except Exception:  # noqa: BLE001 - a queue nobody declared: nothing to purge
-                connection.close()
 
 
 def settle_all(workers: list, timeout: float, in_flight: InFlight) -> list:

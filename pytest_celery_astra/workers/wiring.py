@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
-from pytest_celery_astra.cassandra.database import CassandraTarget
+from pytest_celery_astra.cassandra.target import CassandraTarget
 from pytest_celery_astra.errors import ConfigurationError
 from pytest_celery_astra.masking import MaskedUrl, Secret
 

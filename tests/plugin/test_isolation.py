@@ -50,7 +50,7 @@ import time
 import pytest
 from celery.worker import state
 from myapp import billing_slow, slow
-from pytest_celery_astra.run.app_state import state_of
+from pytest_celery_astra.cassandra.app_state import state_of
 
 
 def queue_depth(app, queue):
@@ -133,7 +133,7 @@ def test_a_task_id_whose_delete_is_in_flight_is_read_and_stored_after_it(celery_
 # SUCCESS; earlier releases store the last) holds.
 def test_an_id_stored_twice_in_one_test_follows_celerys_rule(celery_astra_worker):
     import celery
-    from pytest_celery_astra.run.app_state import rows_of
+    from pytest_celery_astra.cassandra.app_state import rows_of
 
     ROWS_ONLY_FROM_HERE = rows_of(slow.app).only_from_here   # the run's ledger, which the app fixture gave the app
 
@@ -147,7 +147,7 @@ def test_an_id_stored_twice_in_one_test_follows_celerys_rule(celery_astra_worker
 
 # A row the test writes itself is not one the backend stored: the janitor finds it by reading the table.
 def test_writes_a_result_row_itself(celery_astra_database):
-    from pytest_celery_astra.run.app_state import rows_of
+    from pytest_celery_astra.cassandra.app_state import rows_of
 
     ROWS_ONLY_FROM_HERE = rows_of(slow.app).only_from_here   # the run's ledger, which the app fixture gave the app
 
@@ -167,7 +167,7 @@ def test_the_hand_written_row_is_gone(celery_astra_worker, celery_astra_database
 # first SUCCESS, written here by hand), and the janitor finds the row by reading.
 def test_gets_the_session_at_run_time_and_writes_a_success_row(request, celery_astra_worker):
     import celery
-    from pytest_celery_astra.run.app_state import rows_of
+    from pytest_celery_astra.cassandra.app_state import rows_of
 
     ROWS_ONLY_FROM_HERE = rows_of(slow.app).only_from_here   # the run's ledger, which the app fixture gave the app
 
@@ -224,7 +224,7 @@ CLEANUP_OFF_TESTS = '''
 import celery
 
 from myapp import slow
-from pytest_celery_astra.run.app_state import rows_of
+from pytest_celery_astra.cassandra.app_state import rows_of
 
 # The run's ledger, which the app fixture gave the app (a session fixture: it stays).
 KEEPS_FIRST = tuple(int(part) for part in celery.VERSION[:2]) >= (5, 7)

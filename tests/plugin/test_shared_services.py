@@ -111,8 +111,8 @@ def test_drop_stale_removes_old_runs_of_other_hosts_and_nothing_else(project, sh
     import datetime
     import socket
 
-    from pytest_celery_astra.cassandra.database import OWNER_TABLE
-    from pytest_celery_astra.owner import Owner
+    from pytest_celery_astra.cassandra.marks import OWNER_TABLE
+    from pytest_celery_astra.host import Owner
 
     node, session, _ = shared_cluster
     now = datetime.datetime.now(datetime.timezone.utc)

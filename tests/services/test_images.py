@@ -76,7 +76,7 @@ def test_redis_publish_and_consume(redis):
 
 
 def test_cassandra_cql_round_trip(cassandra):
-    from pytest_celery_astra.cassandra.database import CassandraTarget
+    from pytest_celery_astra.cassandra.target import CassandraTarget
 
     host, port = cassandra
     cluster = CassandraTarget(hosts=(host,), port=port, protocol_version=5).cluster()

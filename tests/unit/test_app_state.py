@@ -7,9 +7,9 @@ import pickle
 import pytest
 from celery import Celery
 
+from pytest_celery_astra.cassandra import app_state
+from pytest_celery_astra.cassandra.app_state import AppState, attach, restore, rows_of, state_of
 from pytest_celery_astra.cassandra.result_rows import ResultRows
-from pytest_celery_astra.run import app_state
-from pytest_celery_astra.run.app_state import AppState, attach, restore, rows_of, state_of
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import zipfile
 import pytest
 
 from pytest_celery_astra.astra.preflight import check_astra_settings
-from pytest_celery_astra.cassandra.database import parse_mark, result_table_ddl, table_mark
+from pytest_celery_astra.cassandra.marks import parse_mark, result_table_ddl, table_mark
 from pytest_celery_astra.settings import resolve_settings
 
 

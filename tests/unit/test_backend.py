@@ -17,8 +17,8 @@ from celery.backends.cassandra import CassandraBackend
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 
 from pytest_celery_astra.cassandra import backend as backend_module
+from pytest_celery_astra.cassandra.app_state import rows_of, state_of
 from pytest_celery_astra.cassandra.backend import CHORD_UNLOCK_INTERVAL, TestCassandraBackend
-from pytest_celery_astra.run.app_state import rows_of, state_of
 
 NOW = datetime.datetime(2026, 12, 2, 8, 0, 0)
 

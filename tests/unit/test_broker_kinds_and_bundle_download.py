@@ -82,7 +82,7 @@ def test_vhosts_made_at_start_are_recorded_and_then_only_used(monkeypatch):
     rabbitmq = RunningService(name="rabbitmq", image="i", container_id="c", host="127.0.0.1", port=5672,
                               seconds_to_ready=0.0)
     made = []
-    monkeypatch.setattr(broker, "_create_vhosts", lambda service, vhosts: made.append(list(vhosts)))
+    monkeypatch.setattr(broker, "create_vhosts", lambda service, vhosts: made.append(list(vhosts)))
     started = with_worker_vhosts(rabbitmq, ["celery_astra_gw0", "celery_astra_gw1"])
     assert made == [["celery_astra_gw0", "celery_astra_gw1"]]  # one call for both
     assert started.vhosts == ("celery_astra_gw0", "celery_astra_gw1")
@@ -100,7 +100,7 @@ def test_a_failed_batch_leaves_each_worker_to_make_its_own(monkeypatch):
     def refuse(service, vhosts):
         raise RuntimeError("rabbitmqctl: exit 70")
 
-    monkeypatch.setattr(broker, "_create_vhosts", refuse)
+    monkeypatch.setattr(broker, "create_vhosts", refuse)
     assert with_worker_vhosts(rabbitmq, ["celery_astra_gw0"]) is rabbitmq  # recorded without vhosts
     with pytest.raises(RuntimeError, match="exit 70"):
         broker.ensure_vhost(rabbitmq, "celery_astra_gw0")  # the worker's own attempt reports the error

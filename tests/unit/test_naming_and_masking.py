@@ -3,7 +3,8 @@
 import pytest
 
 from pytest_celery_astra.brokers.choice import check_broker_url, check_url_isolates_workers, worker_broker_url
-from pytest_celery_astra.cassandra.database import is_stale, parse_mark, table_mark, with_mark
+from pytest_celery_astra.cassandra.marks import is_stale, parse_mark, table_mark, with_mark
+from pytest_celery_astra.host import Owner
 from pytest_celery_astra.masking import MaskedUrl, Secret, mask_text, mask_url, url_for_message
 from pytest_celery_astra.naming import (
     MAX_CQL_NAME,
@@ -13,7 +14,6 @@ from pytest_celery_astra.naming import (
     keyspace_name,
     vhost_name,
 )
-from pytest_celery_astra.owner import Owner
 
 
 def test_names_per_worker_are_distinct_and_valid_cql():

@@ -1,6 +1,6 @@
 """Astra app tables shared by a run's xdist workers (shared_tables.py): only the last user may drop one."""
 
-from pytest_celery_astra.astra.shared_tables import TableUsers
+from pytest_celery_astra.cassandra.shared_tables import TableUsers
 
 
 def test_the_last_worker_to_release_a_table_is_told_to_drop_it(tmp_path):

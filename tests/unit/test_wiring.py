@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pytest_celery_astra.cassandra.database import CassandraTarget
+from pytest_celery_astra.cassandra.target import CassandraTarget
 from pytest_celery_astra.errors import ConfigurationError
 from pytest_celery_astra.masking import MaskedUrl, Secret
 from pytest_celery_astra.workers.wiring import CONFIG_ENV, SECRETS_ENV, VERSION, Wiring

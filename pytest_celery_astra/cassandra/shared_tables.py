@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from pytest_celery_astra.locks import file_lock
+from pytest_celery_astra.host import file_lock
 
 
 class TableUsers:

@@ -1,8 +1,13 @@
-"""Who owns something the plugin made: host, process id and process start time.
+"""Between the processes of this host: who owns something the plugin made (:class:`Owner`), and an
+exclusive lock on a file (:func:`file_lock`).
 
-Containers, state directories, keyspaces and Astra tables carry their owner. A later run on the
-same host may remove them only when that owner is provably gone: the process id no longer exists,
-or it now belongs to a process that started at another time (the id was reused).
+An owner is a host, process id and process start time. Containers, state directories, keyspaces and Astra
+tables carry their owner. A later run on the same host may remove them only when that owner is provably
+gone: the process id no longer exists, or it now belongs to a process that started at another time (the id
+was reused).
+
+The lock is fcntl's on POSIX, msvcrt's on Windows: the processes of a run (xdist workers) and of other runs
+take turns under it (a container's start, a kept keyspace's lease, the shared Astra tables' record).
 """
 
 from __future__ import annotations
@@ -10,6 +15,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
 
 def _start_ticks(pid: int) -> str:
@@ -58,3 +67,27 @@ class Owner:
 
     def describe(self) -> str:
         return f"pid {self.pid} on {self.host}"
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing) for the ``with`` block."""
+    with open(path, "a+") as handle:
+        if sys.platform == "win32":  # no fcntl: lock the first byte instead
+            import msvcrt
+
+            handle.seek(0)
+            msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
+            try:
+                yield
+            finally:
+                handle.seek(0)
+                msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+            return
+        import fcntl
+
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

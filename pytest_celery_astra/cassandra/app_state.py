@@ -5,18 +5,18 @@ back whatever was there before when it ends (a pytest run inside a test wires th
 result backend, the workers and the fixtures reach everything through :func:`state_of`; nothing else is
 set on the user's app object. An app wired elsewhere (the app of a ``celery worker`` process) gets a fresh
 state on first use.
+
+It sits beside the result-row ledger, below its readers (the backend, the workers, ``celery_app.py``): the
+worker wiring it holds is the app fixture's value, kept here without this module knowing its type.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from pytest_celery_astra.cassandra.result_rows import ResultRows
-
-if TYPE_CHECKING:
-    from pytest_celery_astra.workers.wiring import Wiring
 
 # The app configuration key the state lives under (a process-local object: never serialized).
 CONF_KEY = "celery_astra_state"
@@ -28,8 +28,9 @@ class AppState:
 
     # The result rows this process's backends wrote and are deleting (the run's ledger, shared by its apps).
     rows: ResultRows = field(default_factory=ResultRows)
-    # What a `celery worker` process needs to wire the same app the same way (set by the app fixture).
-    wiring: "Wiring | None" = None
+    # What a `celery worker` process needs to wire the same app the same way: the app fixture's
+    # workers.wiring.Wiring (held, never read, here; the process worker's factory reads it).
+    wiring: object | None = None
     # The running worker's health check, called while .get() waits: a dead worker fails the test at once.
     health_check: Callable[[], None] | None = None
     # Whether an embedded (thread) worker stores this app's results in this process (and so wakes .get()).
