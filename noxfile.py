@@ -89,6 +89,9 @@ LOWEST_TESTS = [
     "tests/plugin/test_process_worker.py::test_fork_safety_with_the_documented_pattern",
     "tests/plugin/test_process_worker.py::test_with_the_documented_fix_a_crashed_child_leaves_the_worker_whole",
     "tests/plugin/test_process_worker.py::test_a_worker_process_restarted_in_place_reads_its_wiring_again",
+    # Celery 5.3's remote control (standby's cancel/add_consumer, the plugin's drop-held command in a worker process),
+    # a crashed prefork child, a broker fault on worker processes: one cell of our combination matrix.
+    "tests/plugin/test_matrix.py::test_the_shop_suite_passes_in_every_combination[process-rabbitmq-n0]",
 ]
 # Not at the floors: the example's fault suite on worker processes with both brokers (450 s on kombu 5.3, measured
 # 2026-12-05 under -n 4); latest runs it.

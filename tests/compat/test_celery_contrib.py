@@ -1,6 +1,9 @@
 """A suite written for celery.contrib.pytest (suite/), run unchanged (a) under Celery's own plugin on its
 memory broker and cache backend and (b) under pytest_celery_astra.celery_contrib on RabbitMQ, Redis and
-Cassandra, with -n 0 and -n 2: every test that passes under (a) passes under (b)."""
+Cassandra, with -n 0 and -n 2: every test that passes under (a) passes under (b).
+
+In CI, (b) is held to every test of the suite but the one Celery's Cassandra backend cannot pass; (a) — which
+checks Celery's plugin, not ours, and waits out its busy-worker timeouts (~150 s) — is marked full_matrix."""
 
 import re
 import shutil
@@ -49,22 +52,32 @@ def under_celerys_plugin(tmp_path_factory) -> dict[str, str]:
     return outcomes
 
 
-@pytest.mark.usefixtures("shared_cassandra")
-def test_under_celerys_own_plugin_only_the_busy_worker_tests_fail(under_celerys_plugin):
+@pytest.fixture(scope="module")
+def suite_tests(tmp_path_factory) -> set[str]:
+    """Every test id of the suite, as collected under Celery's plugin (no test runs)."""
+    project = tmp_path_factory.mktemp("collect")
+    code, output, _ = run_suite(project, "-p", "celery.contrib.pytest", "--co", "-q", timeout=120)
+    assert code == 0, output
+    return {line.strip() for line in output.splitlines() if "::" in line}
+
+
+@pytest.mark.full_matrix   # Celery's own plugin's outcomes; the suite's test ids in CI come from suite_tests
+def test_under_celerys_own_plugin_only_the_busy_worker_tests_fail(under_celerys_plugin, suite_tests):
     failed = {name for name, outcome in under_celerys_plugin.items() if outcome != "passed"}
     assert failed == NEEDS_A_WORKER_THAT_ANSWERS_WHILE_BUSY
+    assert set(under_celerys_plugin) == suite_tests
 
 
 @pytest.mark.usefixtures("shared_cassandra")
 @pytest.mark.usefixtures("container_engine")
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["n0", "n2"])
-def test_every_test_that_passes_under_celerys_plugin_passes_on_real_services(tmp_path, under_celerys_plugin, xdist):
+def test_every_test_that_passes_under_celerys_plugin_passes_on_real_services(tmp_path, suite_tests, xdist):
     code, output, outcomes = run_suite(
         tmp_path, "-p", "pytest_celery_astra.celery_contrib", "--celery-astra-broker-kind", "rabbitmq,redis", *xdist)
     by_test: dict[str, set[str]] = {}
     for name, outcome in outcomes.items():
         by_test.setdefault(re.sub(r"\[(rabbitmq|redis)\]$", "", name), set()).add(outcome)
-    assert set(by_test) == set(under_celerys_plugin), output
+    assert set(by_test) == suite_tests, output
     failed = {name for name, outcomes in by_test.items() if outcomes != {"passed"}}
     assert failed == CELERYS_CASSANDRA_BACKEND_STORES_NO_EXTENDED_RESULT, output
     assert code == 1, output

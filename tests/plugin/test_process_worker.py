@@ -372,7 +372,8 @@ def test_a_worker_process_that_died_fails_its_test_with_the_log_and_later_ones_i
     assert output.count(sentence) >= 2, output
 
 
-@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["n0", "n2"])
+# -n 2 (fault tests skip there) is the shop matrix's process/both/n2 cell in CI (tests/plugin/test_matrix.py).
+@pytest.mark.parametrize("xdist", [[], pytest.param(["-n", "2"], marks=pytest.mark.full_matrix)], ids=["n0", "n2"])
 def test_the_example_suite_on_worker_processes_switches_brokers_cleanly(xdist):
     """Both brokers in one run, the fault tests included (-n 0): the app, its worker process and remote
     control move to Redis after the RabbitMQ half (a closed pool of the first broker was cached again by the
