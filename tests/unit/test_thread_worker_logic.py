@@ -115,6 +115,19 @@ def test_held_tasks_are_cancelled_acknowledged_and_no_longer_in_flight():
     assert set(tracked.ids) == {"other", "done"}   # the two dropped ones will never run
 
 
+def test_a_worker_process_drops_the_same_and_replies_with_their_ids():
+    """workers/process_app.py's remote-control command runs drop_held_tasks in the worker's consumer; its reply
+    (the ids) is what ProcessWorker.settle waits for before the tables are emptied."""
+    from pytest_celery_astra.workers.held import drop_held_tasks
+
+    consumer = FakeConsumer()
+    eta, other = FakeRequest("eta"), FakeRequest("other")
+    entries = [FakeEntry(consumer.apply_eta_task, eta), FakeEntry(lambda request: None, other)]
+    consumer.timer.queue = [(0, 0, entry) for entry in entries]
+    assert drop_held_tasks(consumer) == ["eta"]
+    assert drop_held_tasks(consumer) == []   # cancelled entries stay in the timer until their time: not twice
+
+
 def test_no_consumer_or_timer_yet_is_nothing_to_drop():
     thread._drop_held_tasks(None, InFlight())
     consumer = FakeConsumer()
