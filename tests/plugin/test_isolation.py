@@ -119,11 +119,13 @@ def test_a_task_id_whose_delete_is_in_flight_is_read_and_stored_after_it(celery_
     DELETES = db.rows.deletes
     table = (db.keyspace, db.result_table)
     assert slow.apply_async((1,), task_id="reused").get(timeout=30) == 1
+    assert celery_astra_worker.settle(timeout=10)  # the worker's own work on the task is over, as after a test
     Janitor(db).clean(deferred=True)               # what the plugin does after a worker-only test
     assert DELETES.pending(table, "reused")
     assert slow.AsyncResult("reused").state == "PENDING"
     assert not DELETES.pending(table, "reused")    # the read waited for the delete
     assert slow.apply_async((2,), task_id="reused").get(timeout=30) == 2
+    assert celery_astra_worker.settle(timeout=10)
     Janitor(db).clean(deferred=True)
     assert slow.apply_async((3,), task_id="reused").get(timeout=30) == 3   # not Celery's kept first SUCCESS
 
