@@ -4,12 +4,12 @@ and a distinctive secret never shown. Each row runs pytest in a subprocess again
 import os
 import time
 
-import docker  # imported before pytester snapshots sys.modules: a re-import inside a test breaks requests' cookies
+import docker  # noqa: F401 - imported before pytester snapshots sys.modules: a re-import inside a test breaks requests' cookies
 import pytest
 
 from tests.conftest import without_short_summary
 from tests.plugin.test_dormant import CountingSocket
-from tests.plugin.test_plugin import run_id_of
+from tests.plugin.test_plugin import containers_of_run, run_id_of
 
 # Nothing left behind, checked for this run only (so the cases run beside other tests under xdist): a usage
 # error asks no container engine at all (DOCKER_HOST is a socket that counts callers); a run that fails later
@@ -107,15 +107,6 @@ CASES = [
 ENGINE = os.environ.get("DOCKER_HOST")  # before a case points DOCKER_HOST elsewhere
 
 
-def containers_of(run_id: str) -> list:
-    client = docker.DockerClient(base_url=ENGINE) if ENGINE else docker.from_env()
-    try:
-        return client.containers.list(all=True, sparse=True,
-                                      filters={"label": f"io.github.pytest-celery-astra.run-id={run_id}"})
-    finally:
-        client.close()
-
-
 @pytest.mark.parametrize("case_id, args, env, exit_code, sentence", CASES, ids=[case[0] for case in CASES])
 def test_bad_input_is_one_sentence(pytester, monkeypatch, tmp_path_factory, case_id, args, env, exit_code,
                                    sentence):
@@ -152,4 +143,4 @@ def test_bad_input_is_one_sentence(pytester, monkeypatch, tmp_path_factory, case
         assert counter.connections == 0, f"a usage error asked the container engine: {counter.peers}"
     if exit_code == FAILED:
         result.assert_outcomes(errors=1)  # once, not once per test
-        assert containers_of(run_id_of(result)) == [], "a container was left behind"
+        assert containers_of_run(run_id_of(result), ENGINE) == [], "a container was left behind"

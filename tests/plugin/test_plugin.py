@@ -65,8 +65,9 @@ def run_id_of(result) -> str:
     return match.group(1)
 
 
-def containers_of_run(run_id: str) -> list:
-    client = docker.from_env()
+def containers_of_run(run_id: str, engine: "str | None" = None) -> list:
+    """The containers labelled with ``run_id``; ``engine`` is a DOCKER_HOST to ask instead of the environment's."""
+    client = docker.DockerClient(base_url=engine) if engine else docker.from_env()
     try:
         return client.containers.list(all=True, sparse=True, filters={"label": f"io.github.pytest-celery-astra.run-id={run_id}"})
     finally:
