@@ -260,7 +260,8 @@ class TestDatabase:
     def return_lease(self, clean: bool) -> None:
         """End of a run in a leased keyspace: leave it clean for the next holder — drop the tables the run
         added but through create_table(), TRUNCATE the result table and the create_table() ones if they still
-        have rows — and give the slot back with the create_table() statements' digests.
+        have rows — and give the slot back with the create_table() statements' digests (this run's, and the
+        last holder's for tables no test of this run declared).
         Not ``clean`` (an interrupted run), or when that fails, the next holder recreates the keyspace."""
         lease, self.lease = self.lease, None
         if lease is None:
@@ -277,7 +278,10 @@ class TestDatabase:
             if any(found[kind] for kind in ("views", "types", "functions", "aggregates")):
                 lease.release(clean=False)  # rarely made in a test keyspace: the next holder starts afresh
                 return
-            kept = [table for table in found["tables"] if table in self.table_digests]
+            # create_table() tables: this run's, and the last holder's that no test of this run declared
+            # (under xdist another worker's tests may have): both stay, emptied, for the next holder.
+            digests = {**{table: kept[0] for table, kept in self.kept_tables.items()}, **self.table_digests}
+            kept = [table for table in found["tables"] if table in digests]
             for table in found["tables"]:
                 if table not in (OWNER_TABLE, self.result_table, *kept):
                     self.schema_change(f"DROP TABLE IF EXISTS {self.keyspace}.{table}")
@@ -292,7 +296,8 @@ class TestDatabase:
             lease.release(clean=False)
             raise
         lease.release(clean=self.result_table in found["tables"], tombstones=self.tombstones.get(self.result_table, 0),
-                      tables={table: (self.table_digests[table], self.tombstones.get(table, 0)) for table in kept})
+                      tables={table: (digests[table], self.tombstones.get(
+                          table, self.kept_tables.get(table, ("", 0))[1])) for table in kept})
 
     def _create_own_keyspace(self) -> None:
         existing = self.cluster.metadata.keyspaces.get(self.keyspace)

@@ -9,18 +9,34 @@ from pytest_celery_astra.workers.standby import consume_as_requested
 
 
 class FakeControl:
-    def __init__(self, sent, answering=True):
-        self.sent, self.answering = sent, answering
+    """Answers as Celery does: add/cancel_consumer take effect only ``lag`` asks later (Consumer.call_soon),
+    and ``active_queues`` lists what the worker consumes now."""
 
-    def _reply(self, action, queue, destination, **_):
+    def __init__(self, sent, hostname, answering=True, lag=0):
+        self.sent, self.hostname, self.answering, self.lag = sent, hostname, answering, lag
+        self.consumed, self.scheduled, self.asks = {"celery"}, [], 0
+
+    def _schedule(self, action, queue, destination, **_):
         self.sent.append((action, destination[0], queue))
-        return [{destination[0]: {"ok": queue}}] if self.answering else []
+        self.scheduled.append((self.asks + self.lag, action, queue))
 
     def add_consumer(self, queue, destination, **kwargs):
-        return self._reply("add", queue, destination, **kwargs)
+        self._schedule("add", queue, destination, **kwargs)
 
     def cancel_consumer(self, queue, destination, **kwargs):
-        return self._reply("cancel", queue, destination, **kwargs)
+        self._schedule("cancel", queue, destination, **kwargs)
+
+    def inspect(self, destination, timeout):
+        return self
+
+    def active_queues(self):
+        self.asks += 1
+        for due, action, queue in [entry for entry in self.scheduled if entry[0] < self.asks]:
+            self.scheduled.remove((due, action, queue))
+            (self.consumed.add if action == "add" else self.consumed.discard)(queue)
+        if not self.answering:
+            return None
+        return {self.hostname: [{"name": queue} for queue in sorted(self.consumed)]}
 
 
 @pytest.fixture
@@ -28,8 +44,8 @@ def sent():
     return []
 
 
-def worker(sent, fixturename, hostname, answering=True):
-    app = types.SimpleNamespace(control=FakeControl(sent, answering))
+def worker(sent, fixturename, hostname, answering=True, lag=0):
+    app = types.SimpleNamespace(control=FakeControl(sent, hostname, answering, lag))
     return types.SimpleNamespace(app=app, fixturename=fixturename, hostname=hostname, consumed_queues=["celery"],
                                  standing_by=False)
 
@@ -59,7 +75,17 @@ def test_only_changes_are_sent_and_a_requested_worker_resumes(sent):
     assert thread.standing_by is False
 
 
-def test_a_worker_that_does_not_confirm_is_said_and_tried_again_next_time(sent):
+def test_a_switch_counts_only_once_the_worker_lists_its_queues_so(sent):
+    # Celery replies to cancel_consumer before its consumer cancels: a task sent on that reply could still
+    # reach the worker. The worker's own list of consumed queues is what confirms the switch.
+    thread = worker(sent, "celery_astra_worker", "t@h", lag=3)
+    consume_as_requested(set(), [thread])
+    assert thread.app.control.consumed == set() and thread.app.control.asks == 4
+    assert thread.standing_by is True
+
+
+def test_a_worker_that_does_not_confirm_is_said_and_tried_again_next_time(sent, monkeypatch):
+    monkeypatch.setattr("pytest_celery_astra.workers.standby.REPLY_TIMEOUT", 0.0)
     thread = worker(sent, "celery_astra_worker", "t@h", answering=False)
     with pytest.warns(pytest.PytestWarning, match="did not confirm that it stopped consuming queue 'celery'"):
         consume_as_requested(set(), [thread])
