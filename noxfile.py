@@ -159,7 +159,10 @@ def _report(session: nox.Session, part: str) -> list:
     if not directory:
         return []
     name = "".join(c if c.isalnum() or c in ".-" else "-" for c in session.name).strip("-")
-    return [f"--junitxml={directory}/{name}-{part}.xml"]
+    # A failing test's captured output (a pytest run's, for the tests that make one) goes in the report:
+    # summarize-junit.py prints its failing tests and E lines.
+    return [f"--junitxml={directory}/{name}-{part}.xml", "-o", "junit_logging=system-out",
+            "-o", "junit_log_passing_tests=false"]
 
 
 @nox.session(python=list(LOWEST_CASSANDRA_DRIVER))
