@@ -3,7 +3,10 @@ the wall time of each report (one pytest run: a part), the slowest tests with th
 each failing test, the lines that say why (its `E` lines and, for a pytest run inside it, that run's).
 Exit 1 if nothing ran.
 
-    python scripts/summarize-junit.py REPORT.xml... [--slowest N]
+    python scripts/summarize-junit.py REPORT.xml... [--slowest N] [--why FILE]
+
+With ``--why FILE`` the reasons go to FILE instead (scripts/test-all prints them last, where a CI log's tail
+shows them).
 """
 
 import re
@@ -16,6 +19,11 @@ slowest_count = 20
 if "--slowest" in args:
     at = args.index("--slowest")
     slowest_count = int(args[at + 1])
+    del args[at:at + 2]
+why_file = None
+if "--why" in args:
+    at = args.index("--why")
+    why_file = args[at + 1]
     del args[at:at + 2]
 
 totals = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
@@ -55,14 +63,18 @@ for seconds, part, name in sorted(cases, reverse=True)[:slowest_count]:
 # pytest run it made (pytester), whose output is in the test's captured stdout.
 WHY = re.compile(r"^(E |FAILED |ERROR |_{3,} .* _{3,}$)")
 NOISE = re.compile(r"^E\s*$|^E\s+(Omitting \d|Use -v|Full diff|Differing items)")
+why = []
 if failures:
-    print(f"\n=== why each of the {len(failures)} failing tests failed (first lines)")
+    why.append(f"\n=== why each of the {len(failures)} failing tests failed (first lines)")
 for part, name, case, failure in failures:
-    print(f"--- {part}: {name}")
+    why.append(f"--- {part}: {name}")
     text = "\n".join(filter(None, [*((out.text or "") for out in case.iter("system-out")),
                                    failure.get("message", ""), failure.text or ""]))
     lines = [line.rstrip()[:200] for line in text.splitlines()
              if WHY.match(line.lstrip("> ")) and not NOISE.match(line.lstrip("> "))]
-    for line in list(dict.fromkeys(lines))[:14]:
-        print(f"    {line}")
+    why.extend(f"    {line}" for line in list(dict.fromkeys(lines))[:8])
+if why_file:
+    Path(why_file).write_text("".join(f"{line}\n" for line in why))
+else:
+    print(*why, sep="\n")
 sys.exit(0 if totals["passed"] > 0 else 1)
