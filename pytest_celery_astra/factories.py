@@ -30,7 +30,6 @@ from pytest_celery_astra.containers.coordination import warn_reaped
 from pytest_celery_astra.errors import CeleryAstraError, ConfigurationError
 from pytest_celery_astra.masking import MaskedUrl
 from pytest_celery_astra.run.context import RUN_CONTEXT_KEY, RunContext
-from pytest_celery_astra.run.interrupts import interrupted
 from pytest_celery_astra.run.registry import DATABASES_KEY, RUNNING_WORKERS_KEY, USES_DATABASE_KEY, uses_database
 from pytest_celery_astra.workers.wiring import Wiring
 
@@ -132,7 +131,8 @@ def database(keyspace_prefix: str | None = None) -> Callable:
         if context.cassandra_mode == "astra":
             _teardown_step("dropping the run's Astra tables", db.drop_created_tables)
         elif db.lease is not None:  # a kept container's keyspace: left clean for the next run (leases.py)
-            _teardown_step(f"returning keyspace {db.keyspace}", lambda: db.return_lease(clean=not interrupted()))
+            interrupted = context.interrupts.interrupted()
+            _teardown_step(f"returning keyspace {db.keyspace}", lambda: db.return_lease(clean=not interrupted))
         elif context.shares_cassandra:  # an existing cluster, or a kept container other runs will use
             _teardown_step(f"dropping keyspace {db.keyspace}", db.drop_keyspace)
         _teardown_step("closing the Cassandra session", db.shutdown)

@@ -33,7 +33,7 @@ from pytest_celery_astra.containers.services import (
 from pytest_celery_astra.errors import ConfigurationError, ServiceStartError
 from pytest_celery_astra.masking import Secret
 from pytest_celery_astra.naming import Placement
-from pytest_celery_astra.run import interrupts
+from pytest_celery_astra.run.interrupts import Interrupts
 from pytest_celery_astra.settings import Settings
 from pytest_celery_astra.workers.in_flight import InFlight
 
@@ -70,6 +70,8 @@ class RunContext:
     bundle_copy: Path | None = None  # this process's private copy of the Astra bundle (bundle.py)
     bundle_origin: str | None = None  # where a downloaded bundle came from (--astra-db-id)
     _placement: Placement | None = None
+    # The run's SIGINT/SIGTERM handling: whether an interrupt started the cleanup (interrupts.py).
+    interrupts: Interrupts = dataclasses.field(default_factory=Interrupts)
 
     @property
     def broker(self) -> BrokerChoice:
@@ -216,7 +218,7 @@ class RunContext:
                  if spec.name not in self.services and spec.name not in self._starts]
         if specs:
             self._refuse_if_orphaned()
-            interrupts.install(self.state.has_something_to_clean, self.state.stop_all if self.owns_state else None)
+            self.interrupts.install(self.state.has_something_to_clean, self.state.stop_all if self.owns_state else None)
             engine = probe_engine()
             if not engine.answers:
                 alternative = ("--celery-astra-cassandra-hosts (an existing cluster)"
