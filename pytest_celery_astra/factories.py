@@ -200,7 +200,8 @@ def wired_app(request: pytest.FixtureRequest, make_app: Callable[[], Celery], re
         services = context.start_services()
         if context.broker.mode != "url":
             url, transport_options = worker_broker_url(
-                context.broker, context.settings, services.get(broker_kind or ""), context.placement, broker_kind)
+                context.broker, context.settings, services.get(broker_kind or ""), context.placement, broker_kind,
+                context.vhost_preparations)
     except CeleryAstraError as error:
         _fail_setup(request, error)
     uses_database(request, database_fixture)

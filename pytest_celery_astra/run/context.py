@@ -15,6 +15,7 @@ import pytest
 
 from pytest_celery_astra.brokers.choice import (
     BrokerChoice,
+    VhostPreparations,
     check_broker_url,
     check_client_installed,
     check_url_isolates_workers,
@@ -70,6 +71,8 @@ class RunContext:
     bundle_copy: Path | None = None  # this process's private copy of the Astra bundle (bundle.py)
     bundle_origin: str | None = None  # where a downloaded bundle came from (--astra-db-id)
     _placement: Placement | None = None
+    # RabbitMQ vhosts this process is creating in the background (brokers/choice.py).
+    vhost_preparations: VhostPreparations = dataclasses.field(default_factory=VhostPreparations)
     # The run's SIGINT/SIGTERM handling: whether an interrupt started the cleanup (interrupts.py).
     interrupts: Interrupts = dataclasses.field(default_factory=Interrupts)
 
@@ -269,12 +272,8 @@ class RunContext:
         created one at a time, services.CREATE_LOCK: the first in line boots first). RabbitMQ usually
         answers before Cassandra: its vhosts are made from then on, while Cassandra still boots — all
         xdist workers' at once by the worker that started it, else this worker's own in the background
-        (broker.prepare_vhost)."""
-        from pytest_celery_astra.brokers.choice import (
-            prepare_vhost,
-            with_worker_vhosts,
-            xdist_worker_vhosts,
-        )
+        (``vhost_preparations``)."""
+        from pytest_celery_astra.brokers.choice import with_worker_vhosts, xdist_worker_vhosts
 
         settings = self.settings
         try:
@@ -291,7 +290,7 @@ class RunContext:
             created.set()  # also when it was found running, kept, or failed
         vhost = self.placement.vhost()
         if vhost is not None:
-            prepare_vhost(service, vhost)
+            self.vhost_preparations.prepare(service, vhost)
         return service
 
     def _wait_for_turn(self, spec: ContainerSpec, created_before: threading.Event | None) -> None:
