@@ -174,11 +174,13 @@ def start_container(spec: ContainerSpec, timeout: float, run_id: str, keep: bool
 # moment can pick the same one: the second fails ("address already in use") and its cleanup breaks the
 # first one's forwarding (seen in CI: Cassandra then never answered). Starts by this plugin, on this
 # host, therefore take turns (a few hundred ms each; the readiness waits still run side by side).
-CREATE_LOCK = Path(tempfile.gettempdir()) / "pytest-celery-astra.create.lock"
+def create_lock_path() -> Path:
+    """The host-wide lock file starts take turns on, in the temp directory as it is now (not at import)."""
+    return Path(tempfile.gettempdir()) / "pytest-celery-astra.create.lock"
 
 
 def _create_and_start(container, service: str, cancelled: threading.Event | None) -> None:
-    with file_lock(CREATE_LOCK):
+    with file_lock(create_lock_path()):
         check_not_cancelled(service, cancelled)  # once it is this start's turn: the lock may have taken a while
         with _without_the_reaper():
             container.start()

@@ -209,7 +209,7 @@ class RunContext:
                        lambda slot: placement.kept_keyspace(slot, prefix))
 
     def container_specs(self) -> list[ContainerSpec]:
-        """Cassandra first: it boots slowest, and containers are created one at a time (services.CREATE_LOCK)."""
+        """Cassandra first: it boots slowest, and containers are created one at a time (services.create_lock_path)."""
         specs = [cassandra_spec(self.settings.cassandra_image)] if self.cassandra_mode == "container" else []
         return specs + self.broker.container_specs(self.settings)
 
@@ -269,7 +269,7 @@ class RunContext:
     def _obtain(self, spec: ContainerSpec, created_before: threading.Event | None,
                 created: threading.Event) -> RunningService:
         """One container (in its start thread), created after the one started before it (containers are
-        created one at a time, services.CREATE_LOCK: the first in line boots first). RabbitMQ usually
+        created one at a time, services.create_lock_path: the first in line boots first). RabbitMQ usually
         answers before Cassandra: its vhosts are made from then on, while Cassandra still boots — all
         xdist workers' at once by the worker that started it, else this worker's own in the background
         (``vhost_preparations``)."""
