@@ -105,20 +105,22 @@ def busy_state(holder: str) -> str:
     return f"busy {holder}"
 
 
-DIRTY = LeftState(False, 0, {})
+def dirty() -> LeftState:
+    """A keyspace to drop and recreate (a fresh value each time: its ``tables`` dict is the caller's)."""
+    return LeftState(False, 0, {})
 
 
 def read_state(text: str | None, fingerprint: str) -> LeftState:
-    """What a slot's state says its last holder left; anything unexpected is :data:`DIRTY`."""
+    """What a slot's state says its last holder left; anything unexpected is :func:`dirty`."""
     state = (text or "").split()
     if len(state) not in (3, 4) or state[0] != "clean" or state[1] != fingerprint or not state[2].isdigit():
-        return DIRTY
+        return dirty()
     tables = {}
     for entry in state[3].split(",") if len(state) == 4 else ():
         name, _, rest = entry.partition(":")
         digest, _, count = rest.partition(":")
         if not (name and digest and count.isdigit()):
-            return DIRTY
+            return dirty()
         tables[name] = (digest, int(count))
     return LeftState(True, int(state[2]), tables)
 
