@@ -30,7 +30,6 @@ from pytest_celery_astra.containers.coordination import warn_reaped
 from pytest_celery_astra.errors import CeleryAstraError, ConfigurationError
 from pytest_celery_astra.masking import MaskedUrl
 from pytest_celery_astra.run.context import RUN_CONTEXT_KEY, RunContext
-from pytest_celery_astra.run.interrupts import interrupted
 from pytest_celery_astra.run.registry import DATABASES_KEY, RUNNING_WORKERS_KEY, USES_DATABASE_KEY, uses_database
 from pytest_celery_astra.workers.wiring import Wiring
 
@@ -132,7 +131,8 @@ def database(keyspace_prefix: str | None = None) -> Callable:
         if context.cassandra_mode == "astra":
             _teardown_step("dropping the run's Astra tables", db.drop_created_tables)
         elif db.lease is not None:  # a kept container's keyspace: left clean for the next run (leases.py)
-            _teardown_step(f"returning keyspace {db.keyspace}", lambda: db.return_lease(clean=not interrupted()))
+            interrupted = context.interrupts.interrupted()
+            _teardown_step(f"returning keyspace {db.keyspace}", lambda: db.return_lease(clean=not interrupted))
         elif context.shares_cassandra:  # an existing cluster, or a kept container other runs will use
             _teardown_step(f"dropping keyspace {db.keyspace}", db.drop_keyspace)
         _teardown_step("closing the Cassandra session", db.shutdown)
@@ -200,7 +200,8 @@ def wired_app(request: pytest.FixtureRequest, make_app: Callable[[], Celery], re
         services = context.start_services()
         if context.broker.mode != "url":
             url, transport_options = worker_broker_url(
-                context.broker, context.settings, services.get(broker_kind or ""), context.placement, broker_kind)
+                context.broker, context.settings, services.get(broker_kind or ""), context.placement, broker_kind,
+                context.vhost_preparations)
     except CeleryAstraError as error:
         _fail_setup(request, error)
     uses_database(request, database_fixture)
@@ -229,18 +230,21 @@ def wired_app(request: pytest.FixtureRequest, make_app: Callable[[], Celery], re
         restore(celery_app, before)
 
 
-def worker(app_fixture: str = "celery_astra_app", queues: tuple[str, ...] | None = None) -> Callable:
+def worker(app_fixture: str = "celery_astra_app", queues: tuple[str, ...] | None = None, *,
+           wake_interval: float | None = None) -> Callable:
     """Build a session fixture running an embedded worker for an app fixture.
 
     The worker consumes the app's default queue plus ``queues`` (by default the
     ``queues`` setting). A dead worker fails the test that notices it.
+    ``wake_interval`` (seconds, default ``workers.thread.WAKE_INTERVAL``) is how often its event loop
+    turns with nothing to read; a stop, settle or cancel wakes it at once regardless.
     """
 
     @_documented(
         "An EmbeddedWorker (session scope): a Celery worker in a thread of this process running the "
         "app's tasks; a worker that dies fails the test with its cause.", scope="session")
     def worker_fixture(request: pytest.FixtureRequest, celery_astra_broker_kind):
-        from pytest_celery_astra.workers.thread import EmbeddedWorker
+        from pytest_celery_astra.workers.thread import WAKE_INTERVAL, EmbeddedWorker
 
         context = _context(request)
         settings = context.settings
@@ -252,7 +256,8 @@ def worker(app_fixture: str = "celery_astra_app", queues: tuple[str, ...] | None
             celery_app, hostname=context.placement.node_name(app_fixture), pool=settings.worker_pool,
             concurrency=settings.worker_concurrency, queues=settings.queues if queues is None else queues,
             start_timeout=settings.worker_timeout, stop_timeout=settings.worker_timeout,
-            make_default=app_fixture == "celery_astra_app", in_flight=context.in_flight)
+            make_default=app_fixture == "celery_astra_app", in_flight=context.in_flight,
+            wake_interval=WAKE_INTERVAL if wake_interval is None else wake_interval)
         yield from running_worker(request, embedded, app_fixture)
 
     return worker_fixture

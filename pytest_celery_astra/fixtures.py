@@ -7,7 +7,7 @@ import pytest
 
 from pytest_celery_astra import factories
 from pytest_celery_astra.errors import CeleryAstraError
-from pytest_celery_astra.run import interrupts, per_test
+from pytest_celery_astra.run import per_test
 from pytest_celery_astra.run.context import RUN_CONTEXT_KEY
 
 celery_astra_database = factories.database()
@@ -115,7 +115,8 @@ def celery_astra_cleanup(celery_astra_database, request: pytest.FixtureRequest):
 
     janitor = Janitor(celery_astra_database)
     yield janitor
-    if request.config.stash[RUN_CONTEXT_KEY].settings.cleanup and not interrupts.interrupted():
+    context = request.config.stash[RUN_CONTEXT_KEY]
+    if context.settings.cleanup and not context.interrupts.interrupted():
         per_test.settle_workers(request)
         per_test.clean(janitor)
 

@@ -28,7 +28,7 @@ from pytest_celery_astra.fixtures import (  # noqa: E402,F401
     celery_astra_worker_process,
 )
 from pytest_celery_astra.naming import is_xdist_worker, worker_id
-from pytest_celery_astra.run import interrupts, per_test, registry
+from pytest_celery_astra.run import per_test, registry
 from pytest_celery_astra.run.context import RUN_CONTEXT_KEY, RunContext
 from pytest_celery_astra.run.header import describe_run
 from pytest_celery_astra.settings import register_options, settings_from_config
@@ -61,11 +61,12 @@ def pytest_configure(config: pytest.Config) -> None:
         state, owns_state = RunState.from_workerinput(workerinput), False
     else:
         state, owns_state = RunState.create(), True
+    context = config.stash[RUN_CONTEXT_KEY] = RunContext(settings, worker_id(config), state, owns_state)
+    if owns_state:
         # SIGTERM like Ctrl-C once the run has containers to remove; until then signals are untouched.
-        interrupts.install(state.has_something_to_clean, state.stop_all)
+        context.interrupts.install(state.has_something_to_clean, state.stop_all)
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(_XdistController(state), "celery_astra_xdist")
-    config.stash[RUN_CONTEXT_KEY] = RunContext(settings, worker_id(config), state, owns_state)
 
 
 def _given_by_project(settings, name: str) -> bool:
@@ -99,7 +100,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     try:
         _remove_what_the_run_made(config)
     finally:
-        interrupts.cleanup_finished()
+        context = config.stash.get(RUN_CONTEXT_KEY, None)
+        if context is not None:
+            context.interrupts.cleanup_finished()
 
 
 def _remove_what_the_run_made(config: pytest.Config) -> None:
@@ -115,7 +118,7 @@ def _remove_what_the_run_made(config: pytest.Config) -> None:
         # After the last xdist worker finished (or pytest itself, without xdist):
         # remove every container of the run, also after failures, Ctrl-C and SIGTERM;
         # a second Ctrl-C or SIGTERM now is ignored rather than leaving containers half-removed.
-        interrupts.shield_cleanup()
+        context.interrupts.shield_cleanup()
     context.stop_starting()  # a start no test waited for gives up; what it made is recorded first
     if not context.owns_state:
         return

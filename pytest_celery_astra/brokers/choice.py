@@ -138,9 +138,11 @@ def check_broker_answers(url: str, transport_options: dict, timeout: float = 5.0
 
 
 def worker_broker_url(choice: BrokerChoice, settings: Settings, service: RunningService | None,
-                      placement: Placement, kind: str | None = None) -> tuple[str, dict]:
+                      placement: Placement, kind: str | None = None,
+                      vhosts: VhostPreparations | None = None) -> tuple[str, dict]:
     """The URL and transport options one xdist worker uses on the broker of ``kind`` (container mode;
-    by default the first); its queues are its own (``placement``: its vhost or Redis key prefix).
+    by default the first); its queues are its own (``placement``: its vhost or Redis key prefix). A vhost
+    ``vhosts`` (the run's) is preparing is waited for; without it, the vhost is made now if missing.
 
     A kept (reused) RabbitMQ may serve other runs at the same time: the vhost then carries the run id.
     """
@@ -155,7 +157,7 @@ def worker_broker_url(choice: BrokerChoice, settings: Settings, service: Running
     vhost = placement.vhost()
     if vhost is None:
         return f"amqp://guest:guest@{service.host}:{service.port}//", {}
-    ensure_vhost(service, vhost)
+    (vhosts or VhostPreparations()).ensure(service, vhost)
     return f"amqp://guest:guest@{service.host}:{service.port}/{vhost}", {}
 
 
@@ -180,27 +182,32 @@ def check_url_isolates_workers(url: str, worker: str) -> None:
         f"--celery-astra-broker-url (env CELERY_ASTRA_BROKER_URL)")
 
 
-# Virtual hosts being created in the background, by (container id, vhost): see prepare_vhost.
-_PREPARING: dict[tuple[str, str], "concurrent.futures.Future[None]"] = {}
+class VhostPreparations:
+    """The virtual hosts one run is creating in the background, by (container id, vhost); the run owns
+    one (``RunContext.vhost_preparations``), so two runs in one process never wait for each other's."""
 
+    def __init__(self) -> None:
+        self._futures: dict[tuple[str, str], concurrent.futures.Future[None]] = {}
+        self._lock = threading.Lock()  # prepared in a start thread, ensured in the test's thread
 
-def prepare_vhost(service: RunningService, vhost: str) -> None:
-    """Start creating ``vhost`` in a background thread, so that it overlaps Cassandra's start, connect and
-    DDL (``rabbitmqctl`` takes about 1 s; a kept container's management API ~15 ms); :func:`ensure_vhost`
-    then only waits. Nothing to do for a vhost made when the container started (``service.vhosts``)."""
-    key = (service.container_id, vhost)
-    if key not in _PREPARING and vhost not in service.vhosts:
-        _PREPARING[key] = _background(create_vhosts, service, [vhost])
+    def prepare(self, service: RunningService, vhost: str) -> None:
+        """Start creating ``vhost`` in a background thread, so that it overlaps Cassandra's start, connect
+        and DDL (``rabbitmqctl`` takes about 1 s; a kept container's management API ~15 ms); :meth:`ensure`
+        then only waits. Nothing to do for a vhost made when the container started (``service.vhosts``)."""
+        key = (service.container_id, vhost)
+        with self._lock:
+            if key not in self._futures and vhost not in service.vhosts:
+                self._futures[key] = _background(create_vhosts, service, [vhost])
 
-
-def ensure_vhost(service: RunningService, vhost: str) -> None:
-    """A RabbitMQ virtual host per worker keeps its queues apart, named queues included: wait for the
-    one :func:`prepare_vhost` started (its error, if any, is raised here), or create it now."""
-    future = _PREPARING.pop((service.container_id, vhost), None)
-    if future is not None:
-        future.result()
-    elif vhost not in service.vhosts:
-        create_vhosts(service, [vhost])
+    def ensure(self, service: RunningService, vhost: str) -> None:
+        """A RabbitMQ virtual host per worker keeps its queues apart, named queues included: wait for the
+        one :meth:`prepare` started (its error, if any, is raised here), or create it now."""
+        with self._lock:
+            future = self._futures.pop((service.container_id, vhost), None)
+        if future is not None:
+            future.result()
+        elif vhost not in service.vhosts:
+            create_vhosts(service, [vhost])
 
 
 def xdist_worker_vhosts(placement: Placement, settings: Settings) -> list[str]:

@@ -76,8 +76,6 @@ class _Turn(threading.local):
     limit: float | None = None  # the longest a result read may take (what is left of .get()'s timeout)
 
 
-_TURN = _Turn()
-
 
 class _NoRow:
     """A driver result with no row: what Cassandra answers for a task id that has none."""
@@ -94,7 +92,7 @@ class _NoRow:
 
 class _SessionView:
     """The driver Session as Celery's backend code sees it (its ``_session``), so Celery's own statements and
-    decoding run unchanged. Two things differ, for the calling thread only (:data:`_TURN`):
+    decoding run unchanged. Two things differ, for the calling thread only (the backend's ``turn``):
 
     * Celery's read of a task id the plugin knows has no row is answered with no row, unsent;
     * Celery's read of a result is bounded by what is left of ``.get()``'s timeout (a paused Cassandra
@@ -109,10 +107,11 @@ class _SessionView:
 
     def execute(self, query, parameters=None, *args, **kwargs):
         if query is self.backend._read_stmt and parameters:
-            if _TURN.absent is not None and parameters[0] == _TURN.absent:
+            turn = self.backend.turn
+            if turn.absent is not None and parameters[0] == turn.absent:
                 return _NoRow()
-            if _TURN.limit is not None and not args and "timeout" not in kwargs:
-                kwargs["timeout"] = _TURN.limit
+            if turn.limit is not None and not args and "timeout" not in kwargs:
+                kwargs["timeout"] = turn.limit
         return self.session.execute(query, parameters, *args, **kwargs)
 
     def __getattr__(self, name):
@@ -131,6 +130,7 @@ class TestCassandraBackend(CassandraBackend):
 
     def __init__(self, *args, port=None, **kwargs):
         super().__init__(*args, port=port, **kwargs)
+        self.turn = _Turn()  # what the calling thread's current call allows its _SessionView to change
         # celery 5.3 defaults ``port=9042`` and never reads ``cassandra_port``
         # (its __init__ ignores the setting): a container's mapped port would be ignored.
         self.port = port or self.app.conf.get("cassandra_port") or 9042
@@ -177,11 +177,11 @@ class TestCassandraBackend(CassandraBackend):
         # Celery 5.7 reads the row first to keep a first SUCCESS; when there is provably no row (see
         # ResultRows.only_from_here) that read is answered "no row" without asking Cassandra (_SessionView),
         # and Celery's own code writes its own INSERT.
-        _TURN.absent = task_id if CELERY_READS_BEFORE_WRITE and rows.known_absent(table, task_id) else None
+        self.turn.absent = task_id if CELERY_READS_BEFORE_WRITE and rows.known_absent(table, task_id) else None
         try:
             return super()._store_result(task_id, result, state, traceback=traceback, request=request, **kwargs)
         finally:
-            _TURN.absent = None
+            self.turn.absent = None
             rows.written.add(table, task_id)  # the janitor deletes exactly these rows after the test
             rows.stored.stored(task_id)
 
@@ -195,7 +195,7 @@ class TestCassandraBackend(CassandraBackend):
         from cassandra import OperationTimedOut, ReadTimeout
         from cassandra.cluster import NoHostAvailable
 
-        _TURN.limit = None if remaining is None else max(remaining, 0.05)
+        self.turn.limit = None if remaining is None else max(remaining, 0.05)
         try:
             return self.get_task_meta(task_id), None
         except (OperationTimedOut, ReadTimeout, NoHostAvailable) as error:
@@ -203,7 +203,7 @@ class TestCassandraBackend(CassandraBackend):
                 raise
             return None, error
         finally:
-            _TURN.limit = None
+            self.turn.limit = None
 
     def wait_for(self, task_id, timeout=None, interval=0.5, no_ack=True, on_interval=None):
         interval = min(interval, self.app.conf.get("celery_astra_result_poll_interval") or DEFAULT_POLL_INTERVAL)

@@ -222,11 +222,12 @@ class TestDatabase:
 
         replication = self.resolve_replication().cql()
         if not self._has_table(registry, "slots"):
-            from pytest_celery_astra.cassandra.leases import LEASE_DIR
+            from pytest_celery_astra.cassandra.leases import lease_dir
 
-            LEASE_DIR.mkdir(mode=0o700, exist_ok=True)
+            directory = lease_dir()
+            directory.mkdir(mode=0o700, exist_ok=True)
             # One process of this host at a time: concurrent CREATE TABLE IF NOT EXISTS may make two tables.
-            with file_lock(LEASE_DIR / f"registry-{registry}.lock"):
+            with file_lock(directory / f"registry-{registry}.lock"):
                 self.cluster.refresh_schema_metadata(max_schema_agreement_wait=SCHEMA_AGREEMENT_WAIT)
                 if not self._has_table(registry, "slots"):
                     self.schema_change(f"CREATE KEYSPACE IF NOT EXISTS {registry} WITH replication = {replication}")

@@ -28,8 +28,13 @@ import tempfile
 from pathlib import Path
 from typing import IO, Mapping, NamedTuple
 
-LEASE_DIR = Path(tempfile.gettempdir()) / "pytest-celery-astra-leases"
 MAX_SLOTS = 32
+
+
+def lease_dir() -> Path:
+    """The host-wide directory of lease files, in the temp directory as it is when a lease is taken
+    (``TMPDIR``, or ``tempfile.tempdir``), not as it was when this module was imported."""
+    return Path(tempfile.gettempdir()) / "pytest-celery-astra-leases"
 
 
 class LeftState(NamedTuple):
@@ -67,13 +72,14 @@ def acquire(container_id: str, prefix: str, fingerprint: str, keyspace_for) -> K
         import fcntl
     except ImportError:  # Windows: no flock; every run makes its own keyspace
         return None
+    directory = lease_dir()
     try:
-        LEASE_DIR.mkdir(mode=0o700, exist_ok=True)
+        directory.mkdir(mode=0o700, exist_ok=True)
     except OSError:
         return None
     for slot in range(MAX_SLOTS):
         try:
-            handle = open(LEASE_DIR / f"{container_id[:16]}-{prefix}-{slot}", "a+")
+            handle = open(directory / f"{container_id[:16]}-{prefix}-{slot}", "a+")
         except OSError:  # another user's file in a shared temp dir
             return None
         try:
@@ -99,20 +105,22 @@ def busy_state(holder: str) -> str:
     return f"busy {holder}"
 
 
-DIRTY = LeftState(False, 0, {})
+def dirty() -> LeftState:
+    """A keyspace to drop and recreate (a fresh value each time: its ``tables`` dict is the caller's)."""
+    return LeftState(False, 0, {})
 
 
 def read_state(text: str | None, fingerprint: str) -> LeftState:
-    """What a slot's state says its last holder left; anything unexpected is :data:`DIRTY`."""
+    """What a slot's state says its last holder left; anything unexpected is :func:`dirty`."""
     state = (text or "").split()
     if len(state) not in (3, 4) or state[0] != "clean" or state[1] != fingerprint or not state[2].isdigit():
-        return DIRTY
+        return dirty()
     tables = {}
     for entry in state[3].split(",") if len(state) == 4 else ():
         name, _, rest = entry.partition(":")
         digest, _, count = rest.partition(":")
         if not (name and digest and count.isdigit()):
-            return DIRTY
+            return dirty()
         tables[name] = (digest, int(count))
     return LeftState(True, int(state[2]), tables)
 

@@ -16,6 +16,12 @@ pinned. Four read-or-remove requests that run before or after any container work
   without that import.
 
 TLS and ssh endpoints are left to the SDK, which speaks them.
+
+One cache is kept per process, not per run: the API version each ``DOCKER_HOST`` answered with
+(:func:`docker_api_version`). It is a fact about the engine, not something a run decides or learns from
+its tests, so two runs in one process may share it; it is private to this module (no other module reads
+or writes it), keyed by the endpoint, and an engine that does not answer is not remembered. Putting it
+on the run would mean handing the run to every SDK client made in ``services.py`` and ``faults.py``.
 """
 
 from __future__ import annotations
@@ -77,6 +83,7 @@ def _api_version(header: str | None) -> str | None:
     return version if version and version.replace(".", "").isdigit() else None
 
 
+# By DOCKER_HOST: see the module's docstring for why this cache is per process.
 _API_VERSIONS: dict[str, str | None] = {}
 
 

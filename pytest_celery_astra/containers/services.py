@@ -174,11 +174,13 @@ def start_container(spec: ContainerSpec, timeout: float, run_id: str, keep: bool
 # moment can pick the same one: the second fails ("address already in use") and its cleanup breaks the
 # first one's forwarding (seen in CI: Cassandra then never answered). Starts by this plugin, on this
 # host, therefore take turns (a few hundred ms each; the readiness waits still run side by side).
-CREATE_LOCK = Path(tempfile.gettempdir()) / "pytest-celery-astra.create.lock"
+def create_lock_path() -> Path:
+    """The host-wide lock file starts take turns on, in the temp directory as it is now (not at import)."""
+    return Path(tempfile.gettempdir()) / "pytest-celery-astra.create.lock"
 
 
 def _create_and_start(container, service: str, cancelled: threading.Event | None) -> None:
-    with file_lock(CREATE_LOCK):
+    with file_lock(create_lock_path()):
         check_not_cancelled(service, cancelled)  # once it is this start's turn: the lock may have taken a while
         with _without_the_reaper():
             container.start()
@@ -224,10 +226,11 @@ def wait_until_ready(
     connection per 250 ms would take CPU from the booting service (two cores), and the greeting also
     tells sooner that it is up; then the real thing is retried, which normally works at once."""
     deadline = time.monotonic() + timeout
+    import_probe_modules = _probe_module_importer(spec.name)
     if probe is None and spec.name in GREETINGS:
-        _poll_greeting(spec, host, port, deadline, container_alive, cancelled)
+        _poll_greeting(spec, host, port, deadline, container_alive, cancelled, import_probe_modules)
     if probe is None and not _is_set(cancelled):
-        _import_probe_modules(spec.name)  # serially, if the greeting answered at once
+        import_probe_modules()  # serially, if the greeting answered at once
     probe = probe or READINESS_PROBES[spec.name]
     last_error: Exception | None = None
     while time.monotonic() < deadline:
@@ -247,17 +250,20 @@ def wait_until_ready(
 
 
 def _poll_greeting(spec: ContainerSpec, host: str, port: int, deadline: float,
-                   container_alive: Callable[[], bool], cancelled: threading.Event | None) -> None:
+                   container_alive: Callable[[], bool], cancelled: threading.Event | None,
+                   import_probe_modules: Callable[[], None] | None = None) -> None:
     """Until the greeting answers, the container dies (then every 0.5 s), or the deadline; the caller's
     real probe reports what went wrong."""
     greet = GREETINGS[spec.name]
+    if import_probe_modules is None:
+        import_probe_modules = _probe_module_importer(spec.name)
     checked_alive = time.monotonic()
     while time.monotonic() < deadline and not _is_set(cancelled):
         try:
             greet(host, port)
             return
         except Exception:  # not up yet: meanwhile, import what the real probe needs (once)
-            _import_probe_modules(spec.name)
+            import_probe_modules()
         if time.monotonic() - checked_alive > 0.5:
             if not container_alive():
                 return
@@ -272,13 +278,23 @@ PROBE_MODULES: dict[str, tuple[str, ...]] = {
     "redis": ("kombu", "kombu.transport.redis"),
     "cassandra": ("cassandra.cluster", "celery.backends.cassandra"),
 }
-_PROBE_MODULES_IMPORTED: set[str] = set()
+
+
+def _probe_module_importer(service: str) -> Callable[[], None]:
+    """Imports ``service``'s probe modules on its first call only: one start's polls try once (a later
+    start tries again, which costs nothing once they are in ``sys.modules``)."""
+    tried = False
+
+    def import_once() -> None:
+        nonlocal tried
+        if not tried:
+            tried = True
+            _import_probe_modules(service)
+
+    return import_once
 
 
 def _import_probe_modules(service: str) -> None:
-    if service in _PROBE_MODULES_IMPORTED:
-        return
-    _PROBE_MODULES_IMPORTED.add(service)
     try:
         import_serially(*PROBE_MODULES.get(service, ()))
     except Exception:  # noqa: BLE001 - e.g. redis not installed: the probe itself says so

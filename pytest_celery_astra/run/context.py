@@ -15,6 +15,7 @@ import pytest
 
 from pytest_celery_astra.brokers.choice import (
     BrokerChoice,
+    VhostPreparations,
     check_broker_url,
     check_client_installed,
     check_url_isolates_workers,
@@ -33,7 +34,7 @@ from pytest_celery_astra.containers.services import (
 from pytest_celery_astra.errors import ConfigurationError, ServiceStartError
 from pytest_celery_astra.masking import Secret
 from pytest_celery_astra.naming import Placement
-from pytest_celery_astra.run import interrupts
+from pytest_celery_astra.run.interrupts import Interrupts
 from pytest_celery_astra.settings import Settings
 from pytest_celery_astra.workers.in_flight import InFlight
 
@@ -70,6 +71,10 @@ class RunContext:
     bundle_copy: Path | None = None  # this process's private copy of the Astra bundle (bundle.py)
     bundle_origin: str | None = None  # where a downloaded bundle came from (--astra-db-id)
     _placement: Placement | None = None
+    # RabbitMQ vhosts this process is creating in the background (brokers/choice.py).
+    vhost_preparations: VhostPreparations = dataclasses.field(default_factory=VhostPreparations)
+    # The run's SIGINT/SIGTERM handling: whether an interrupt started the cleanup (interrupts.py).
+    interrupts: Interrupts = dataclasses.field(default_factory=Interrupts)
 
     @property
     def broker(self) -> BrokerChoice:
@@ -204,7 +209,7 @@ class RunContext:
                        lambda slot: placement.kept_keyspace(slot, prefix))
 
     def container_specs(self) -> list[ContainerSpec]:
-        """Cassandra first: it boots slowest, and containers are created one at a time (services.CREATE_LOCK)."""
+        """Cassandra first: it boots slowest, and containers are created one at a time (services.create_lock_path)."""
         specs = [cassandra_spec(self.settings.cassandra_image)] if self.cassandra_mode == "container" else []
         return specs + self.broker.container_specs(self.settings)
 
@@ -216,7 +221,7 @@ class RunContext:
                  if spec.name not in self.services and spec.name not in self._starts]
         if specs:
             self._refuse_if_orphaned()
-            interrupts.install(self.state.has_something_to_clean, self.state.stop_all if self.owns_state else None)
+            self.interrupts.install(self.state.has_something_to_clean, self.state.stop_all if self.owns_state else None)
             engine = probe_engine()
             if not engine.answers:
                 alternative = ("--celery-astra-cassandra-hosts (an existing cluster)"
@@ -264,15 +269,11 @@ class RunContext:
     def _obtain(self, spec: ContainerSpec, created_before: threading.Event | None,
                 created: threading.Event) -> RunningService:
         """One container (in its start thread), created after the one started before it (containers are
-        created one at a time, services.CREATE_LOCK: the first in line boots first). RabbitMQ usually
+        created one at a time, services.create_lock_path: the first in line boots first). RabbitMQ usually
         answers before Cassandra: its vhosts are made from then on, while Cassandra still boots — all
         xdist workers' at once by the worker that started it, else this worker's own in the background
-        (broker.prepare_vhost)."""
-        from pytest_celery_astra.brokers.choice import (
-            prepare_vhost,
-            with_worker_vhosts,
-            xdist_worker_vhosts,
-        )
+        (``vhost_preparations``)."""
+        from pytest_celery_astra.brokers.choice import with_worker_vhosts, xdist_worker_vhosts
 
         settings = self.settings
         try:
@@ -289,7 +290,7 @@ class RunContext:
             created.set()  # also when it was found running, kept, or failed
         vhost = self.placement.vhost()
         if vhost is not None:
-            prepare_vhost(service, vhost)
+            self.vhost_preparations.prepare(service, vhost)
         return service
 
     def _wait_for_turn(self, spec: ContainerSpec, created_before: threading.Event | None) -> None:

@@ -13,7 +13,7 @@ import warnings
 import pytest
 
 from pytest_celery_astra.errors import CleanupError
-from pytest_celery_astra.run import interrupts, registry
+from pytest_celery_astra.run import registry
 from pytest_celery_astra.run.context import RUN_CONTEXT_KEY
 
 PUBLIC_FIXTURES = frozenset({
@@ -38,7 +38,7 @@ def before_test(request: pytest.FixtureRequest) -> None:
 
 def after_test(request: pytest.FixtureRequest) -> None:
     """Settle the workers, empty the tables of the databases this test used, check the workers."""
-    if interrupts.interrupted():
+    if request.config.stash[RUN_CONTEXT_KEY].interrupts.interrupted():
         return  # Ctrl-C / SIGTERM: the run is being removed; settling workers or emptying tables only delays it
     names = request.fixturenames
     databases = registry.databases_used_by(request.config, names)

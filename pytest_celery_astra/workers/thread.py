@@ -21,9 +21,9 @@ from pytest_celery_astra.internals import allow_joining_results, worker_controll
 from pytest_celery_astra.workers.held import drop_held_tasks
 from pytest_celery_astra.workers.in_flight import InFlight
 
-# How often the worker's event loop wakes to look at the stop flag. kombu's hub
-# otherwise sleeps in epoll for up to 10 s, which is why Celery's own
-# start_worker() takes ~10 s to stop: it only sets a flag the loop reads after its poll.
+# How often, by default, the worker's event loop wakes to look at the stop flag (``EmbeddedWorker(wake_interval=)``).
+# kombu's hub otherwise sleeps in epoll for up to 10 s, which is why Celery's own start_worker() takes ~10 s to
+# stop: it only sets a flag the loop reads after its poll.
 WAKE_INTERVAL = 0.05
 
 
@@ -38,14 +38,17 @@ class _ThreadWorkController(TestWorkController):
 
     failure: BaseException | None = None
 
-    def __init__(self, *args, in_flight: InFlight | None = None, **kwargs):
+    def __init__(self, *args, in_flight: InFlight | None = None, wake_interval: float = WAKE_INTERVAL,
+                 task_hostname: _TaskHostname | None = None, **kwargs):
         self.in_flight = InFlight() if in_flight is None else in_flight
+        self.wake_interval = wake_interval
+        self.task_hostname = task_hostname
         self.stop_requested = threading.Event()
         self.drop_held_requested = threading.Event()
         self.consumer = None
         self.ticks = 0
         # A socket pair the event loop reads: a byte sent from another thread ends its wait in poll() at once
-        # (otherwise a stop or a settle waits for the next WAKE_INTERVAL timer). Sockets, not a pipe: the
+        # (otherwise a stop or a settle waits for the next wake_interval timer). Sockets, not a pipe: the
         # hub's select() takes only sockets on Windows.
         self._poke_read, self._poke_write = socket.socketpair()
         self._poke_read.setblocking(False)
@@ -73,7 +76,7 @@ class _ThreadWorkController(TestWorkController):
         self._poke_write.close()
 
     def wake(self) -> None:
-        """Runs in the worker thread every WAKE_INTERVAL; leaves the loop once a stop is requested."""
+        """Runs in the worker thread every ``wake_interval``; leaves the loop once a stop is requested."""
         if self.drop_held_requested.is_set():
             _drop_held_tasks(self.consumer, self.in_flight)
             self.drop_held_requested.clear()
@@ -84,7 +87,7 @@ class _ThreadWorkController(TestWorkController):
     def start(self):
         # current_app is per thread: the worker's own thread always sees the worker's app,
         # whether or not that app is Celery's default.
-        _in_worker_thread(self.app, self.hostname)
+        _in_worker_thread(self.app, self.hostname, self.task_hostname)
         try:
             self.blueprint.start(self)
         except WorkerTerminate:
@@ -104,13 +107,13 @@ class _ThreadWorkController(TestWorkController):
         previous = getattr(self, "_wake_entry", None)
         if previous is not None:
             previous.cancel()
-        self._wake_entry = hub.call_repeatedly(WAKE_INTERVAL, self.wake)
+        self._wake_entry = hub.call_repeatedly(self.wake_interval, self.wake)
         hub.add_reader(self._poke_read.fileno(), self._on_poke)
 
     def on_consumer_ready(self, consumer):
         self.consumer = consumer
         if consumer.hub is None:  # a transport without an event loop (synloop)
-            _shorten_drain_timeout(consumer.connection, self.wake)
+            _shorten_drain_timeout(consumer.connection, self.wake, self.wake_interval)
         super().on_consumer_ready(consumer)
 
 
@@ -120,45 +123,60 @@ def _drop_held_tasks(consumer, in_flight: InFlight) -> None:
         in_flight.finished(task_id)
 
 
-def _shorten_drain_timeout(connection, wake) -> None:
+def _shorten_drain_timeout(connection, wake, interval: float) -> None:
     # Transports without an event loop (memory://) block in drain_events for
-    # 2 s per cycle; cap it so a stop is seen within WAKE_INTERVAL-ish time.
+    # 2 s per cycle; cap it so a stop is seen within about ``interval``.
     original = connection.drain_events
 
     def drain_events(timeout=None, **kwargs):
         wake()
-        return original(timeout=WAKE_INTERVAL if timeout is None else min(timeout, WAKE_INTERVAL), **kwargs)
+        return original(timeout=interval if timeout is None else min(timeout, interval), **kwargs)
 
     connection.drain_events = drain_events
 
 
-# The node name of the embedded worker whose thread this is (its own thread, its pool's threads).
-_RUNNING_FOR = threading.local()
-
-
-def _in_worker_thread(app: Celery, hostname: str) -> None:
-    """Mark the calling thread as the worker's: its current_app and the node name its tasks see."""
-    app.set_current()
-    _RUNNING_FOR.hostname = hostname
-
-
-def _task_hostname(task=None, **_kwargs) -> None:
-    """task_prerun: ``self.request.hostname`` is the worker's node name, as under ``celery worker``.
+class _TaskHostname:
+    """One embedded worker's ``task_prerun`` receiver: ``self.request.hostname`` is the worker's node name,
+    as under ``celery worker``, for tasks run in the threads it marked (its own thread, its pool's threads).
 
     Celery's CLI worker sets it process-wide (setup_worker_optimizations); a test worker traces tasks
-    with the machine's host name instead, and several embedded workers share one process."""
-    hostname = getattr(_RUNNING_FOR, "hostname", None)
-    if hostname is not None and task is not None:
-        task.request.hostname = hostname
+    with the machine's host name instead, and several embedded workers share one process. Connected while
+    the worker runs (:meth:`EmbeddedWorker.start` to :meth:`EmbeddedWorker.stop`), then disconnected."""
+
+    def __init__(self) -> None:
+        self._threads = threading.local()  # .hostname in the threads whose tasks are this worker's
+        self.dispatch_uid = f"celery-astra-task-hostname-{id(self)}"
+        self.connected = False
+
+    def mark_current_thread(self, hostname: str) -> None:
+        self._threads.hostname = hostname
+
+    def __call__(self, task=None, **_kwargs) -> None:
+        hostname = getattr(self._threads, "hostname", None)
+        if hostname is not None and task is not None:
+            task.request.hostname = hostname
+
+    def connect(self) -> None:
+        from celery import signals
+
+        signals.task_prerun.connect(self, weak=False, dispatch_uid=self.dispatch_uid)
+        self.connected = True
+
+    def disconnect(self) -> None:
+        from celery import signals
+
+        signals.task_prerun.disconnect(dispatch_uid=self.dispatch_uid)
+        self.connected = False
 
 
-def _connect_task_hostname() -> None:
-    from celery import signals
+def _in_worker_thread(app: Celery, hostname: str, task_hostname: _TaskHostname | None) -> None:
+    """Mark the calling thread as the worker's: its current_app and the node name its tasks see."""
+    app.set_current()
+    if task_hostname is not None:
+        task_hostname.mark_current_thread(hostname)
 
-    signals.task_prerun.connect(_task_hostname, weak=False, dispatch_uid="celery-astra-task-hostname")
 
-
-def _pool_class(pool: str, app: Celery, hostname: str):
+def _pool_class(pool: str, app: Celery, hostname: str, task_hostname: _TaskHostname | None = None):
     """The pool to run: for ``threads``, Celery's thread pool whose threads see ``app`` as current_app.
 
     Celery runs a task through ``trace_task_ret``, which takes the app from current_app of the
@@ -174,7 +192,7 @@ def _pool_class(pool: str, app: Celery, hostname: str):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self.executor = ThreadPoolExecutor(max_workers=self.limit, initializer=_in_worker_thread,
-                                               initargs=(app, hostname))
+                                               initargs=(app, hostname, task_hostname))
 
     return AppThreadPool
 
@@ -202,7 +220,7 @@ class EmbeddedWorker:
     def __init__(self, app: Celery, hostname: str, pool: str = "solo", concurrency: int = 1,
                  queues: tuple[str, ...] = (), start_timeout: float = 20.0, stop_timeout: float = 20.0,
                  loglevel: str = "WARNING", make_default: bool = True, in_flight: InFlight | None = None,
-                 logfile: str | None = None, without_heartbeat: bool = True):
+                 logfile: str | None = None, without_heartbeat: bool = True, wake_interval: float = WAKE_INTERVAL):
         self.app = app
         # The run's record of tasks still to run (RunContext.in_flight); a worker made outside a run keeps its own.
         self.in_flight = InFlight() if in_flight is None else in_flight
@@ -215,6 +233,9 @@ class EmbeddedWorker:
         self.loglevel = loglevel
         self.logfile = logfile
         self.without_heartbeat = without_heartbeat
+        # How often its event loop turns without I/O (a stop, settle or cancel pokes it at once anyway).
+        self.wake_interval = wake_interval
+        self.task_hostname = _TaskHostname()  # connected from start() to stop()
         # Only the plugin's own worker makes its app Celery's default; a second app made with
         # the factories must not take over ``current_app`` for the first one's tasks.
         self.make_default = make_default
@@ -237,7 +258,7 @@ class EmbeddedWorker:
     def start(self) -> "EmbeddedWorker":
         started = time.monotonic()
         self.in_flight.connect()
-        _connect_task_hostname()
+        self.task_hostname.connect()
         self.app.finalize()
         if self.make_default:
             self.app.set_current()
@@ -246,8 +267,9 @@ class EmbeddedWorker:
         # embedded worker would run on the first one's loop and never become ready. Each gets its own.
         set_event_loop(None)
         self.controller = _ThreadWorkController(
-            app=self.app, hostname=self.hostname, pool=_pool_class(self.pool, self.app, self.hostname),
-            concurrency=self.concurrency, in_flight=self.in_flight,
+            app=self.app, hostname=self.hostname, pool=_pool_class(self.pool, self.app, self.hostname, self.task_hostname),
+            concurrency=self.concurrency, in_flight=self.in_flight, wake_interval=self.wake_interval,
+            task_hostname=self.task_hostname,
             loglevel=self.loglevel, logfile=self.logfile, ready_callback=None, queues=self.consumed_queues,
             without_heartbeat=self.without_heartbeat, without_mingle=True, without_gossip=True,
         )
@@ -268,6 +290,7 @@ class EmbeddedWorker:
         except BaseException:
             if not self.thread.is_alive():  # never stopped by stop(): its pipe is closed here
                 self.controller.close_poke_pipe()
+            self.task_hostname.disconnect()  # an abandoned worker's tasks need no node name
             raise
         # Starting a worker marks this process as a worker, where .get() is
         # forbidden; the tests run in another thread and must be allowed to wait.
@@ -349,6 +372,7 @@ class EmbeddedWorker:
                     f"{self._thread_stack()}")
             self.controller.close_poke_pipe()
         finally:
+            self.task_hostname.disconnect()
             self.seconds_to_stop = time.monotonic() - started
             self.thread = None
 

@@ -269,14 +269,15 @@ def test_with_cleanup_off_celerys_rule_holds_for_rows_of_earlier_tests(pytester)
     assert containers_of_run(run_id_of(result)) == []
 
 
-# The embedded worker's event loop otherwise turns only on I/O or its WAKE_INTERVAL timer: with the timer at
-# ten minutes, every settle after a test, cancel of held countdown tasks and stop below must be woken by the
-# worker's poke socket, or the run fails at the worker timeout (20 s here).
-WAKE_ONLY_BY_POKE = CONFTEST + '''
-from pytest_celery_astra.workers import thread as worker
-
-worker.WAKE_INTERVAL = 600
+# The embedded worker's event loop otherwise turns only on I/O or its wake_interval timer: with the timer at
+# ten minutes (both workers: the default one overridden by the same factory), every settle after a test,
+# cancel of held countdown tasks and stop below must be woken by the worker's poke socket, or the run fails at
+# the worker timeout (20 s here).
+WAKE_ONLY_BY_POKE = CONFTEST.replace('factories.worker(app_fixture="billing_app")',
+                                     'factories.worker(app_fixture="billing_app", wake_interval=600)') + '''
+celery_astra_worker = factories.worker(wake_interval=600)
 '''
+assert "wake_interval=600)" in WAKE_ONLY_BY_POKE.partition("celery_astra_worker")[0]
 
 
 @pytest.mark.usefixtures("shared_cassandra")

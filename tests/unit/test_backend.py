@@ -253,7 +253,7 @@ def test_the_session_view_changes_only_celerys_read_in_the_calling_thread(app, d
     original = driver.execute
     driver.execute = lambda statement, parameters=(), timeout=None: (calls.append(timeout),
                                                                      original(statement, parameters))[1]
-    backend_module._TURN.absent = "there"
+    backend.turn.absent = "there"
     try:
         assert view.execute(backend._read_stmt, ("there",)).one() is None      # answered "no row", unsent
         assert calls == []
@@ -265,12 +265,12 @@ def test_the_session_view_changes_only_celerys_read_in_the_calling_thread(app, d
         reader.join(5)
         assert seen[0] is not None                                              # another thread: sent
     finally:
-        backend_module._TURN.absent = None
-    backend_module._TURN.limit = 0.25
+        backend.turn.absent = None
+    backend.turn.limit = 0.25
     try:
         view.execute(backend._read_stmt, ("there",))
     finally:
-        backend_module._TURN.limit = None
+        backend.turn.limit = None
     view.execute(backend._read_stmt, ("there",))
     assert calls[-2:] == [0.25, None]                                           # bounded only while asked
     assert view.prepare == driver.prepare                                       # the rest is the Session's

@@ -1,5 +1,7 @@
 """Pure logic of two settings-driven choices: several broker kinds, and which bundle link to fetch."""
 
+import threading
+
 import pytest
 
 from pytest_celery_astra.astra.bundle_download import BundleDownloadError, _pick_region, _refusal
@@ -86,8 +88,10 @@ def test_vhosts_made_at_start_are_recorded_and_then_only_used(monkeypatch):
     started = with_worker_vhosts(rabbitmq, ["celery_astra_gw0", "celery_astra_gw1"])
     assert made == [["celery_astra_gw0", "celery_astra_gw1"]]  # one call for both
     assert started.vhosts == ("celery_astra_gw0", "celery_astra_gw1")
-    url, _ = worker_broker_url(choose_broker(settings, None), settings, started, place("gw1", "r1", settings))
-    broker.prepare_vhost(started, "celery_astra_gw1")
+    preparations = broker.VhostPreparations()
+    url, _ = worker_broker_url(choose_broker(settings, None), settings, started, place("gw1", "r1", settings),
+                               vhosts=preparations)
+    preparations.prepare(started, "celery_astra_gw1")
     assert url.endswith("/celery_astra_gw1") and len(made) == 1  # used as it is: nothing made again
     worker_broker_url(choose_broker(settings, None), settings, started, place("gw2", "r1", settings))  # a worker not counted
     assert made[-1] == ["celery_astra_gw2"]
@@ -103,7 +107,7 @@ def test_a_failed_batch_leaves_each_worker_to_make_its_own(monkeypatch):
     monkeypatch.setattr(broker, "create_vhosts", refuse)
     assert with_worker_vhosts(rabbitmq, ["celery_astra_gw0"]) is rabbitmq  # recorded without vhosts
     with pytest.raises(RuntimeError, match="exit 70"):
-        broker.ensure_vhost(rabbitmq, "celery_astra_gw0")  # the worker's own attempt reports the error
+        broker.VhostPreparations().ensure(rabbitmq, "celery_astra_gw0")  # the worker's own attempt reports the error
 
 
 @pytest.mark.parametrize("value, problem", [
@@ -170,3 +174,18 @@ def test_brokers_that_do_not_need_redis_are_not_checked():
                         (broker.BrokerChoice("url", None, ""), "amqp://guest@host//"),
                         (broker.BrokerChoice("memory", None, ""), None)]:
         broker.check_client_installed(choice, url, {}, find_spec=asked)
+
+
+def test_two_runs_do_not_share_the_vhosts_they_prepare(monkeypatch):
+    rabbitmq = RunningService(name="rabbitmq", image="i", container_id="c", host="127.0.0.1", port=5672,
+                              seconds_to_ready=0.0)
+    made = []
+    monkeypatch.setattr(broker, "create_vhosts",
+                        lambda service, vhosts: made.append((threading.current_thread().name, list(vhosts))))
+    first, second = broker.VhostPreparations(), broker.VhostPreparations()
+    first.prepare(rabbitmq, "celery_astra_gw0")
+    second.ensure(rabbitmq, "celery_astra_gw0")  # not the first run's future: made now, in this thread
+    first.ensure(rabbitmq, "celery_astra_gw0")   # waits for its own background creation
+    assert sorted(made) == [("MainThread", ["celery_astra_gw0"]), ("celery-astra-vhost", ["celery_astra_gw0"])]
+    first.ensure(rabbitmq, "celery_astra_gw0")   # the future was used up: made again (not recorded with the service)
+    assert len(made) == 3

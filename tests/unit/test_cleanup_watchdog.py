@@ -6,9 +6,9 @@ import sys
 
 HANGING_CLEANUP = """
 import signal, threading, time
-from pytest_celery_astra.run import interrupts
+from pytest_celery_astra.run.interrupts import Interrupts
 
-interrupts.CLEANUP_WATCHDOG_SECONDS = 0.5
+interrupts = Interrupts(watchdog_seconds=0.5)
 interrupts._start_watchdog(signal.SIGINT, lambda: print("REMOVED-EVERYTHING", flush=True))
 {finish}
 def stuck_in_cleanup():

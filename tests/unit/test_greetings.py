@@ -53,7 +53,6 @@ def test_while_a_service_boots_its_probe_modules_are_imported_once(monkeypatch):
 
     imported = []
     monkeypatch.setattr(services, "import_serially", lambda *names: imported.append(names))
-    monkeypatch.setattr(services, "_PROBE_MODULES_IMPORTED", set())
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))
     port = closed.getsockname()[1]   # bound, not listening: refused
@@ -63,6 +62,12 @@ def test_while_a_service_boots_its_probe_modules_are_imported_once(monkeypatch):
     closed.close()
     assert imported == [("cassandra.cluster", "celery.backends.cassandra")]
 
-    monkeypatch.setattr(services, "import_serially", lambda *names: (_ for _ in ()).throw(ImportError("no redis")))
-    services._import_probe_modules("redis")     # no exception: the probe reports a missing extra
-    assert "redis" in services._PROBE_MODULES_IMPORTED
+    def no_redis(*names):
+        imported.append(names)
+        raise ImportError("no redis")
+
+    monkeypatch.setattr(services, "import_serially", no_redis)
+    import_once = services._probe_module_importer("redis")
+    import_once()      # no exception: the probe reports a missing extra
+    import_once()      # tried once per start only
+    assert imported[1:] == [("kombu", "kombu.transport.redis")]

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -12,8 +13,20 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="leases need flo
 
 @pytest.fixture(autouse=True)
 def lease_dir(tmp_path, monkeypatch):
-    monkeypatch.setattr(leases, "LEASE_DIR", tmp_path / "leases")
-    return tmp_path / "leases"
+    """TMPDIR changed for the test (tempfile caches the temp directory: the cache is reset too)."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    return tmp_path / "pytest-celery-astra-leases"
+
+
+def test_the_lease_directory_follows_the_temp_directory(lease_dir, tmp_path, monkeypatch):
+    assert leases.lease_dir() == lease_dir
+    assert take().handle.name.startswith(str(lease_dir))
+    other = tmp_path / "other"
+    other.mkdir()
+    monkeypatch.setenv("TMPDIR", str(other))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    assert leases.lease_dir() == other / "pytest-celery-astra-leases"
 
 
 def take(fingerprint="f1", container="c0ffee"):
@@ -48,9 +61,10 @@ def test_slots_are_per_container_and_prefix():
 
 def test_a_killed_holder_releases_its_slot_and_leaves_it_busy(lease_dir):
     # A process that takes slot 0 and is killed: the kernel drops the lock; the state says "busy".
+    # It inherits this test's TMPDIR, so it uses the same lease directory.
     code = ("import sys, os, signal; sys.path.insert(0, %r)\n"
-            "from pytest_celery_astra.cassandra import leases; from pathlib import Path\n"
-            "leases.LEASE_DIR = Path(%r)\n"
+            "from pytest_celery_astra.cassandra import leases\n"
+            "assert str(leases.lease_dir()) == %r\n"
             "lease = leases.acquire('c0ffee', 'celery_astra', 'f1', str)\n"
             "assert lease.slot == 0\n"
             "os.kill(os.getpid(), signal.SIGKILL)\n") % (sys.path[0], str(lease_dir))

@@ -9,6 +9,7 @@ import threading
 import pytest
 from celery import Celery
 from celery.exceptions import WorkerTerminate
+from celery.result import allow_join_result
 
 from pytest_celery_astra.workers import thread
 from pytest_celery_astra.workers.in_flight import InFlight
@@ -137,15 +138,18 @@ def test_no_consumer_or_timer_yet_is_nothing_to_drop():
 
 def test_the_thread_pool_runs_tasks_with_the_workers_app_and_node_name():
     app = Celery("pool-app", set_as_current=False)
-    pool_class = thread._pool_class("threads", app, "node@here")
-    assert thread._pool_class("solo", app, "node@here") == "solo"
+    task_hostname = thread._TaskHostname()
+    pool_class = thread._pool_class("threads", app, "node@here", task_hostname)
+    assert thread._pool_class("solo", app, "node@here", task_hostname) == "solo"
     pool = pool_class(limit=1)
     seen = []
 
     def look():
         from celery import current_app
 
-        seen.append((current_app._get_current_object() is app, thread._RUNNING_FOR.hostname))
+        task = type("Task", (), {"request": type("Request", (), {"hostname": "machine"})()})()
+        task_hostname(task=task)
+        seen.append((current_app._get_current_object() is app, task.request.hostname))
 
     pool.executor.submit(look).result(10)
     pool.executor.shutdown()
@@ -155,10 +159,12 @@ def test_the_thread_pool_runs_tasks_with_the_workers_app_and_node_name():
 def test_the_task_sees_the_workers_node_name():
     task = type("Task", (), {"request": type("Request", (), {"hostname": "machine"})()})()
     done = threading.Event()
+    task_hostname, another_workers = thread._TaskHostname(), thread._TaskHostname()
 
     def in_worker_thread():
-        thread._in_worker_thread(Celery("node-app", set_as_current=False), "worker@node")
-        thread._task_hostname(task=task)
+        thread._in_worker_thread(Celery("node-app", set_as_current=False), "worker@node", task_hostname)
+        another_workers(task=task)                   # not that worker's thread: nothing set
+        task_hostname(task=task)
         done.set()
 
     runner = threading.Thread(target=in_worker_thread)
@@ -166,7 +172,7 @@ def test_the_task_sees_the_workers_node_name():
     runner.join(10)
     assert done.is_set() and task.request.hostname == "worker@node"
     other = type("Task", (), {"request": type("Request", (), {"hostname": "machine"})()})()
-    thread._task_hostname(task=other)                # a thread that is no worker's: unchanged
+    task_hostname(task=other)                        # a thread that is no worker's: unchanged
     assert other.request.hostname == "machine"
 
 
@@ -187,3 +193,34 @@ def test_the_loop_stops_on_its_own_event_and_a_poke_wakes_it():
         controller.close_poke_pipe()
         controller.close_poke_pipe()                  # twice is harmless
         controller.poke()                             # closed: ignored
+
+
+def test_a_worker_connects_its_node_name_receiver_while_it_runs_only():
+    """Started on the memory broker: its task sees the node name; after stop no receiver of it is left
+    on Celery's process-wide task_prerun signal."""
+    from celery import signals
+
+    app = Celery("prerun-app", broker="memory://", backend="cache+memory://", set_as_current=False)
+
+    @app.task(name="prerun.node", bind=True)
+    def node(self):
+        return self.request.hostname
+
+    receivers_before = len(signals.task_prerun.receivers)
+    worker = thread.EmbeddedWorker(app, hostname="prerun@node", make_default=False, start_timeout=20,
+                                   stop_timeout=20, wake_interval=0.02)
+    worker.start()
+    try:
+        assert worker.controller is not None and worker.controller.wake_interval == 0.02
+        assert worker.task_hostname.connected
+        assert len(signals.task_prerun.receivers) == receivers_before + 1
+        with allow_join_result():
+            assert node.delay().get(timeout=20) == "prerun@node"
+    finally:
+        worker.stop()
+        worker.in_flight.disconnect()
+    assert not worker.task_hostname.connected
+    assert len(signals.task_prerun.receivers) == receivers_before
+    uids = [key[0] for key, _ in signals.task_prerun.receivers]
+    assert worker.task_hostname.dispatch_uid not in uids
+    app.close()
