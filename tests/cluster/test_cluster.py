@@ -49,7 +49,7 @@ def example(*args: str, keyspace: str, extra_env: dict | None = None) -> subproc
            "PYTHONPATH": str(ROOT), **(extra_env or {})}
     env.pop("PYTEST_XDIST_WORKER", None)
     return subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", "--celery-astra-keyspace", keyspace,
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rfEs", "--celery-astra-keyspace", keyspace,
          *NOT_FAULTS, *args],
         cwd=EXAMPLE, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -57,6 +57,13 @@ def example(*args: str, keyspace: str, extra_env: dict | None = None) -> subproc
 def finished(process: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
     output, _ = process.communicate(timeout=timeout)
     return process.returncode, output
+
+
+def why(what: str, output: str) -> str:
+    """An assertion message that says first what went wrong, then the inner run's reasons (its FAILED/ERROR
+    summary lines and E lines: the CI summary shows a failing test's first lines), then its whole output."""
+    reasons = [line for line in output.splitlines() if line.startswith(("FAILED", "ERROR", "E "))][:16]
+    return "\n".join([what, *reasons, "--- the run's output ---", output])
 
 
 def counts(output: str) -> dict:
@@ -69,10 +76,10 @@ def counts(output: str) -> dict:
 def test_two_runs_at_once_are_isolated(keyspace_prefix):
     first = example("-n", "2", keyspace=keyspace_prefix)
     second = example("-n", "2", keyspace=keyspace_prefix)
-    for process in (first, second):
+    for name, process in (("first", first), ("second", second)):
         code, output = finished(process)
-        assert code == 0, output
-        assert counts(output) == EXPECTED, output
+        assert code == 0, why(f"the {name} run exited {code}", output)
+        assert counts(output) == EXPECTED, why(f"the {name} run counted {counts(output)}", output)
 
 
 def node_down_run(tmp_path, keyspace: str, *args: str, stop_at: int, start_at: int):
@@ -82,7 +89,7 @@ def node_down_run(tmp_path, keyspace: str, *args: str, stop_at: int, start_at: i
         "CELERY_ASTRA_FAULT_START_AT": str(start_at), "CELERY_ASTRA_FAULT_LOG": str(log)})
     code, output = finished(process)
     faults = log.read_text().splitlines() if log.exists() else []
-    assert [line.split()[0] for line in faults] == ["stopped", "started"], (faults, output)
+    assert [line.split()[0] for line in faults] == ["stopped", "started"], why(f"the node faults were {faults}", output)
     return code, output
 
 
@@ -91,15 +98,15 @@ def test_a_node_restarted_mid_run_breaks_nothing_at_replication_3(tmp_path, keys
                                                                   start_at):
     """Also the plain contact-points runs at -n 0 and -n 2: every test passes, with the node down or not."""
     code, output = node_down_run(tmp_path, keyspace_prefix, *xdist, stop_at=stop_at, start_at=start_at)
-    assert code == 0, output
+    assert code == 0, why(f"the run with a node restarted exited {code}", output)
     assert "replication min(3, nodes) in each data center" in output
-    assert counts(output) == EXPECTED, output
+    assert counts(output) == EXPECTED, why(f"the run with a node restarted counted {counts(output)}", output)
 
 
 def test_at_replication_1_a_node_down_is_one_sentence_naming_the_setting(tmp_path, keyspace_prefix):
     code, output = node_down_run(tmp_path, keyspace_prefix, "--celery-astra-replication", "1",
                                  stop_at=3, start_at=10)
-    assert code == 1, output
+    assert code == 1, why(f"the run at replication 1 exited {code}, not 1", output)
     assert "replication SimpleStrategy" not in output  # the header shows the setting as given
     assert "replication 1 (option --celery-astra-replication)" in output
     sentences = [line for line in output.splitlines()
@@ -137,17 +144,18 @@ def test_kept_keyspaces_make_a_repeat_run_send_no_schema_change(keyspace_prefix)
         for _run in ("first", "repeat"):
             before, tables_before = schema_versions(), tables()
             code, output = finished(example("-n", "2", "--celery-astra-keep-keyspaces", "true", keyspace=keyspace_prefix))
-            assert code == 0, output
-            assert counts(output) == EXPECTED, output
-            assert "kept between runs, leased per process cluster-wide" in output, output
-            assert len(schema_versions()) == 1
+            assert code == 0, why(f"the {_run} run exited {code}", output)
+            assert counts(output) == EXPECTED, why(f"the {_run} run counted {counts(output)}", output)
+            assert "kept between runs, leased per process cluster-wide" in output, why("the header", output)
+            assert len(schema_versions()) == 1, f"after the {_run} run the nodes have {schema_versions()}"
         after = tables()
-        assert {key: after.get(key) for key in tables_before} == tables_before, output  # nothing dropped or remade
+        remade = {key for key in tables_before if after.get(key) != tables_before[key]}
+        assert not remade, why(f"the repeat run dropped or made again {sorted(remade)}", output)
         new = set(after) - set(tables_before)
-        assert {table for _, table in new} <= {"sorted_words"}, output
+        assert {table for _, table in new} <= {"sorted_words"}, why(f"the repeat run made {sorted(new)}", output)
         assert len({keyspace for keyspace, _ in tables_before}) == 3, tables_before  # the registry + 2 slots
         if not new:
-            assert schema_versions() == before, output
+            assert schema_versions() == before, why("the repeat run changed the schema and made no table", output)
     finally:
         node.refresh_schema_metadata()
         for name in list(node.metadata.keyspaces):
