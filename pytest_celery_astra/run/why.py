@@ -320,8 +320,6 @@ def _on_a_process(facts: Facts, worker) -> str | None:
     if eta is not None:
         return (f"{facts.task} is held by worker process {worker.hostname} until its ETA, {eta}: .get() cannot "
                 f"return before then.")
-    if received is not None and finished is None and not facts.probe:
-        return f"{facts.task} was received by worker process {worker.hostname} at {facts.offset(received.at)}."
     return None
 
 
