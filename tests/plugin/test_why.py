@@ -151,32 +151,34 @@ SAYS = {
                              r"ask for celery_astra_worker \(a worker thread\) or celery_astra_worker_process \(a "
                              r"`celery worker` process\) in this test\.\)",
     "test_b_a_queue_no_worker_consumes": r"shop\.restock\[[-\w]+\] went to queue 'restock', which no running worker "
-                                         r"consumes \(celery_astra_worker \(celery_astra_worker@\S+\) consumes "
+                                         r"consumes \(celery_astra_worker \({NODE}\) consumes "
                                          r"'celery'\); 1 message waits there\. Route the task to a queue a worker "
                                          r"consumes .* celery_astra_queues = restock in the ini file, "
                                          r"--celery-astra-queues restock, or factories\.worker",
     "test_c_still_running_on_the_worker_thread": r"shop\.hold\[[-\w]+\] is still running on celery_astra_worker "
-                                                 r"\(celery_astra_worker@\S+, a worker thread of this process, in "
+                                                 r"\({NODE}, a worker thread of this process, in "
                                                  r"thread [^)]+\), started [12]\.\d s ago",
     "test_d_retried": r"shop\.flaky\[[-\w]+\] was retried 1 time and has no result yet: its result row says RETRY "
                       r"\(ValueError\('the supplier did not answer'\)\); its next attempt is due at \S+ \(in 5\d\.\d s\)",
-    "test_e_held_for_its_eta": r"shop\.price\[[-\w]+\] is held by celery_astra_worker \(celery_astra_worker@\S+\) "
+    "test_e_held_for_its_eta": r"shop\.price\[[-\w]+\] is held by celery_astra_worker \({NODE}\) "
                                r"until its ETA, \S+ \(in 5\d\.\d s\): \.get\(\) cannot return before then\.",
     "test_f_stored_elsewhere": r"task shop\.audit stores its results with a backend of its own \(CacheBackend.*\), not "
                                r"in celery_astra_\w+\.\w+, where this \.get\(\) reads",
     "test_g_asks_for_no_worker_while_one_runs": r"this test asked for no worker: celery_astra_worker "
-                                                r"\(celery_astra_worker@\S+\) stands by \(only the workers a test asks "
+                                                r"\({NODE}\) stands by \(only the workers a test asks "
                                                 r"for consume\), so nothing consumes queue 'celery'; 1 message waits "
                                                 r"there; ask for celery_astra_worker in this test\.",
     "test_k_still_running_in_a_child": r"shop\.hold\[[-\w]+\] is still running on worker process "
-                                       r"celery_astra_worker_process@\S+ \(child pid \d+\), started [12]\.\d s ago",
-    "test_l_after_a_lost_prefork_child": r"worker process celery_astra_worker_process@\S+ lost a prefork child "
+                                       r"{NODE} \(child pid \d+\), started [12]\.\d s ago",
+    "test_l_after_a_lost_prefork_child": r"worker process {NODE} lost a prefork child "
                                          r"\(ForkPoolWorker-\d+, pid \d+, exitcode 13\) at \+\d+ ms, and "
                                          r"shop\.price\[[-\w]+\], received after it at \+\d+ ms, has stored no result "
                                          r"\(it is still active in child pid \d+, .*\): after a lost child, .* "
                                          r"Fix: connect the result backend again in each child with a "
                                          r"worker_process_init handler",
 }
+# A worker's node name (celery_astra_<run id>_<xdist worker>_<fixture>[_process]@<host>).
+NODE = r"celery_astra_\w+@[-\w.]+"
 # A planted timeout's test returns within its 2 s .get() and the plugin's bounded look (the lost child: + the crash).
 FAST = 5.0
 
@@ -195,7 +197,7 @@ def test_every_planted_failure_says_why_fast_and_lists_what_its_tasks_did(pytest
     result.assert_outcomes(failed=11, passed=1)
     for test, says in SAYS.items():
         block = _block(output, test)
-        assert re.search(r"E +celery\.exceptions\.TimeoutError: The operation timed out\. \(pytest-celery-astra: "
+        assert has(r"E +celery\.exceptions\.TimeoutError: The operation timed out\. \(pytest-celery-astra: "
                          + says, block), f"{test}:\n{block}"
     reports = json.loads(sections_file.read_text())
     for test in SAYS:
@@ -207,34 +209,34 @@ def test_every_planted_failure_says_why_fast_and_lists_what_its_tasks_did(pytest
     assert all(section in reports[test]["call"]["sections"] for test in reports if test != "test_j_passes")
 
     unlooked = reports["test_h_a_failure_the_test_did_not_look_at"]["call"]["sections"][section]
-    assert re.search(r"^2 tasks \(times from the test's start\):\n"
-                     r"shop\.boom\[[-\w]+\] queue 'celery', taken by celery_astra_worker@\S+\n"
+    assert has(r"^2 tasks \(times from the test's start\):\n"
+                     r"shop\.boom\[[-\w]+\] queue 'celery', taken by {NODE}\n"
                      r" +\+\d+ ms  published to queue 'celery'\n"
-                     r" +\+\d+ ms  received by celery_astra_worker@\S+\n"
+                     r" +\+\d+ ms  received by {NODE}\n"
                      r" +\+\d+ ms  started \(thread [^)]+\)\n"
                      r" +\+\d+ ms  failed: RuntimeError\('cannot reach amqp://guest:\*\*\*@[^']+'\)\n"
-                     r"shop\.price\[[-\w]+\] queue 'celery', taken by celery_astra_worker@\S+\n"
+                     r"shop\.price\[[-\w]+\] queue 'celery', taken by {NODE}\n"
                      r"(.*\n){3} +\+\d+ ms  succeeded$", unlooked), unlooked
     assert "guest:guest" not in unlooked                                    # the broker's password, masked
 
     retried = reports["test_d_retried"]["call"]["sections"][section]
-    assert re.search(r"^1 task .*\nshop\.flaky\[[-\w]+\] queue 'celery', taken by \S+, retried 1 time\n", retried), retried
+    assert has(r"^1 task .*\nshop\.flaky\[[-\w]+\] queue 'celery', taken by {NODE}, retried 1 time\n", retried), retried
     for line in (r"retry: Retry in 60s: ValueError\('the supplier did not answer'\)",   # the attempt, then its
                  r"published to queue 'celery', ETA in (59|60)\.\d s \(again\)",      # next one, received
-                 r"received by \S+\n  no result: shop\.flaky\[[-\w]+\] is held by"):  # and held for its ETA
-        assert re.search(r"\n +\+\d+ ms  " + line, retried), (line, retried)
+                 r"received by {NODE}\n  no result: shop\.flaky\[[-\w]+\] is held by"):  # and held for its ETA
+        assert has(r"\n +\+\d+ ms  " + line, retried), (line, retried)
 
     unknown = reports["test_i_unregistered"]["call"]["sections"][section]
-    assert re.search(r"not registered on celery_astra_worker@\S+: it has shop\.audit, shop\.boom, shop\.crash, "
+    assert has(r"not registered on {NODE}: it has shop\.audit, shop\.boom, shop\.crash, "
                      r"shop\.flaky, shop\.hold, shop\.price, shop\.restock", unknown), unknown
 
     lost = reports["test_l_after_a_lost_prefork_child"]["call"]["sections"][section]
-    assert re.search(r"shop\.crash\[[-\w]+\] queue 'celery', taken by celery_astra_worker_process@\S+\n"
-                     r" +\+\d+ ms  published to queue 'celery'\n +\+\d+ ms  received by \S+\n", lost), lost
-    assert re.search(r"shop\.price\[[-\w]+\] .*\n(.*\n){2}  no result: worker process \S+ lost a prefork child", lost), lost
+    assert has(r"shop\.crash\[[-\w]+\] queue 'celery', taken by {NODE}\n"
+                     r" +\+\d+ ms  published to queue 'celery'\n +\+\d+ ms  received by {NODE}\n", lost), lost
+    assert has(r"shop\.price\[[-\w]+\] .*\n(.*\n){2}  no result: worker process {NODE} lost a prefork child", lost), lost
 
     nowhere = reports["test_b_a_queue_no_worker_consumes"]["call"]["sections"][section]
-    assert re.search(r"^1 task \(times from the test's start\):\nshop\.restock\[[-\w]+\] queue 'restock'\n"
+    assert has(r"^1 task \(times from the test's start\):\nshop\.restock\[[-\w]+\] queue 'restock'\n"
                      r" +\+\d+ ms  published to queue 'restock'\n  no result: shop\.restock\[[-\w]+\] went to queue "
                      r"'restock', which no running worker consumes", nowhere), nowhere
     assert containers_of_run(run_id_of(result)) == []
@@ -245,3 +247,8 @@ def _block(output: str, test: str) -> str:
     match = re.search(rf"_{{3,}} {test} _{{3,}}\n(.*?)(?=\n_{{3,}} \w+ _{{3,}}\n|\n={{3,}} )", output, re.S)
     assert match, f"no failure report for {test}:\n{output}"
     return match.group(1)
+
+
+def has(pattern: str, text: str):
+    """``re.search`` with ``{NODE}`` standing for a worker's node name."""
+    return re.search(pattern.replace("{NODE}", NODE), text)
