@@ -60,7 +60,9 @@ def finished(process: subprocess.Popen, timeout: float = 600) -> tuple[int, str]
 
 
 def counts(output: str) -> dict:
-    summary = output.strip().splitlines()[-1]
+    """The counts of pytest's final summary line (a driver thread's traceback at exit may follow it)."""
+    summaries = [line for line in output.splitlines() if re.match(r"^=+ .* in [\d.]+s.* =+$", line)]
+    summary = summaries[-1] if summaries else ""
     return {word: int(number) for number, word in re.findall(r"(\d+) (passed|failed|errors?|skipped)", summary)}
 
 
