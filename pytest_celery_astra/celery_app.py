@@ -147,3 +147,20 @@ def purge_queues(app: Celery, queues: list[str]) -> None:
                 connection.default_channel.queue_purge(queue)
             except Exception:  # noqa: BLE001 - a queue nobody declared: nothing to purge
                 connection.close()
+
+
+def queue_depth(app: Celery, queue: str, timeout: float = 1.0) -> int | None:
+    """How many messages wait in ``queue`` on ``app``'s broker, or None when it cannot be told within about
+    ``timeout`` seconds (the broker down, a queue never declared). Connects once: no retry."""
+    try:
+        with app.connection_for_write(connect_timeout=timeout) as connection:
+            connection.ensure_connection(max_retries=0, timeout=timeout)
+            channel = connection.channel()
+            try:
+                # Redis keeps no key for an empty queue: a passive declare of it would fail.
+                redis = connection.transport.driver_type == "redis"
+                return int(channel.queue_declare(queue, passive=not redis).message_count)
+            finally:
+                channel.close()
+    except Exception:  # noqa: BLE001 - a fact the caller leaves out, never an error of its own
+        return None

@@ -30,7 +30,14 @@ from pytest_celery_astra.containers.coordination import warn_reaped
 from pytest_celery_astra.errors import CeleryAstraError, ConfigurationError
 from pytest_celery_astra.masking import MaskedUrl
 from pytest_celery_astra.run.context import RUN_CONTEXT_KEY, RunContext
-from pytest_celery_astra.run.registry import DATABASES_KEY, RUNNING_WORKERS_KEY, USES_DATABASE_KEY, uses_database
+from pytest_celery_astra.run.registry import (
+    DATABASES_KEY,
+    RUNNING_WORKERS_KEY,
+    USES_DATABASE_KEY,
+    WIRED_APPS_KEY,
+    uses_database,
+)
+from pytest_celery_astra.run.why import Explainer
 from pytest_celery_astra.workers.wiring import Wiring
 
 if TYPE_CHECKING:
@@ -213,16 +220,21 @@ def wired_app(request: pytest.FixtureRequest, make_app: Callable[[], Celery], re
         celery_app, url, transport_options, db.target.celery_settings(), db.keyspace, db.result_table,
         context.settings.read_consistency, context.settings.write_consistency,
         context.settings.result_poll_interval)
-    # The run's state for this app (its ledger, the wiring a worker process needs): restored after, for a
-    # pytest run inside a test wires the same app again.
-    before = attach(celery_app, AppState(rows=context.rows, wiring=Wiring(
+    # The run's state for this app (its ledger, why a .get() timed out, the wiring a worker process needs):
+    # restored after, for a pytest run inside a test wires the same app again.
+    state = AppState(rows=context.rows, explain_timeout=Explainer(request.config, celery_app), wiring=Wiring(
         app=reference, broker_url=MaskedUrl(url), transport_options=transport_options,
         target=db.target,
         keyspace=db.keyspace, table=db.result_table, read_consistency=context.settings.read_consistency,
         write_consistency=context.settings.write_consistency, poll_interval=context.settings.result_poll_interval,
-        default_queue=celery_app.conf.task_default_queue, broker_mode=context.broker.mode)))
+        default_queue=celery_app.conf.task_default_queue, broker_mode=context.broker.mode))
+    before = attach(celery_app, state)
+    context.journal.connect()  # the test's tasks, for a .get() that times out and a failing test's report
+    wired = request.config.stash.setdefault(WIRED_APPS_KEY, [])
+    wired.append(celery_app)
     connect_backend_in_background(celery_app)
     yield celery_app
+    wired.remove(celery_app)
     try:
         _teardown_step("closing the result backend's Cassandra connection", lambda: close_backend(celery_app))
         _teardown_step("closing the broker connection pool", lambda: close_broker_pools(celery_app))

@@ -110,6 +110,7 @@ def _remove_what_the_run_made(config: pytest.Config) -> None:
     if context is None:
         return
     context.in_flight.disconnect()  # Celery's signals are process-wide: a later run in this process has its own
+    context.journal.disconnect()
     if context.bundle_copy is not None:  # every process made its own
         from pytest_celery_astra.astra.bundle import remove_copy
 
@@ -171,13 +172,24 @@ def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object, righ
         outcome.force_result([[f"{left!r} {op} {right!r}", "(pytest-celery-astra: the broker URL's password is masked)"]])
 
 
+_TASKS_REPORTED_KEY = pytest.StashKey[bool]()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call):
-    """A failing test gets the log of every worker process running (the thread worker logs to pytest), and
-    one that failed because too few Cassandra replicas were alive, the keyspace's replication."""
+    """A failing test gets what each task it sent did (run/timeline.py), the log of every worker process
+    running (the thread worker logs to pytest), and one that failed because too few Cassandra replicas were
+    alive, the keyspace's replication."""
     outcome = yield
     report = outcome.get_result()
     if report.failed:
+        if not item.stash.get(_TASKS_REPORTED_KEY, False):  # once: the first failing phase
+            item.stash[_TASKS_REPORTED_KEY] = True
+            from pytest_celery_astra.run.timeline import report_section
+
+            section = report_section(item.config)
+            if section is not None:
+                report.sections.append(section)
         for worker in item.config.stash.get(registry.RUNNING_WORKERS_KEY, []):
             if hasattr(worker, "log_tail"):
                 report.sections.append((f"celery worker process {worker.hostname}", worker.log_tail()))
@@ -225,7 +237,11 @@ def _broker_kinds(config: pytest.Config) -> tuple[str, ...]:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Before the test's fixtures: only the running workers it asked for consume (workers/standby.py)."""
+    """Before the test's fixtures: the run's journal of tasks begins afresh (workers/journal.py); only the
+    running workers it asked for consume (workers/standby.py)."""
+    context = item.config.stash.get(RUN_CONTEXT_KEY, None)
+    if context is not None:
+        context.journal.begin()
     running: list = item.config.stash.get(registry.RUNNING_WORKERS_KEY, [])
     if running:
         from pytest_celery_astra.workers.standby import consume_as_requested

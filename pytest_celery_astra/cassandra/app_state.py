@@ -33,6 +33,9 @@ class AppState:
     wiring: object | None = None
     # The running worker's health check, called while .get() waits: a dead worker fails the test at once.
     health_check: Callable[[], None] | None = None
+    # Why a .get() of this app timed out, in a sentence or two (the app fixture's run/why.py), or None when the
+    # plugin saw nothing to say: called with the task id and the last row read (None: no row) by the backend.
+    explain_timeout: Callable[[str, dict | None], str | None] | None = None
     # Whether an embedded (thread) worker stores this app's results in this process (and so wakes .get()).
     stores_here: bool = False
     # The thread opening the result backend's connection while the worker starts.

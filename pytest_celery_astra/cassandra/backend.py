@@ -1,13 +1,16 @@
 """Celery's Cassandra result backend, waiting faster and aware of the embedded worker.
 
 Storage is Celery's own ``CassandraBackend`` unchanged: same table, same schema,
-same encoding. Two things differ, both about waiting in ``AsyncResult.get()``:
+same encoding. What differs about waiting in ``AsyncResult.get()``:
 
 * Celery polls the table every 0.5 s (``get()`` passes ``interval=0.5``
   explicitly), which puts a 0.5 s floor under every test that waits for a
   result. Here the interval is capped by ``celery_astra_result_poll_interval``.
 * Between polls it asks the embedded worker whether it is still alive, so a
   dead worker fails the test with its cause instead of hanging it.
+* A ``.get()`` that times out raises Celery's ``TimeoutError`` with why, when the plugin saw it:
+  ``The operation timed out. (pytest-celery-astra: <why>)``, from ``AppState.explain_timeout`` (the app
+  fixture's ``run/why.py``; this module imports nothing above it).
 * A result stored in this process (by the embedded worker) wakes the waiting
   ``.get()`` at once, which then reads the row from Cassandra as Celery would:
   no poll interval between a task's end and the test seeing it. While an
@@ -234,7 +237,7 @@ class TestCassandraBackend(CassandraBackend):
                         raise CeleryTimeoutError(
                             f"The operation timed out. (pytest-celery-astra: Cassandra did not answer the result "
                             f"read: {str(unanswered).splitlines()[0][:200]})")
-                    raise CeleryTimeoutError("The operation timed out.")
+                    raise CeleryTimeoutError(_timed_out(state.explain_timeout, task_id, meta))
                 stored.wait(interval if remaining is None else min(interval, remaining))
                 stored.clear()  # the next read sees whatever woke us
         finally:
@@ -246,6 +249,18 @@ class TestCassandraBackend(CassandraBackend):
         if kwargs.get("interval") is None:
             kwargs["interval"] = CHORD_UNLOCK_INTERVAL
         return super().fallback_chord_unlock(header_result, body, countdown=countdown, **kwargs)
+
+
+def _timed_out(explain, task_id: str, meta: dict | None) -> str:
+    """Celery's message for a ``.get()`` that timed out, with why when the plugin saw it (``AppState.explain_timeout``);
+    an explainer that fails leaves Celery's message as it is."""
+    why = None
+    if explain is not None:
+        try:
+            why = explain(task_id, meta)
+        except Exception:  # noqa: BLE001 - the timeout is the error; an explanation is a bonus
+            why = None
+    return f"The operation timed out. (pytest-celery-astra: {why})" if why else "The operation timed out."
 
 
 def _rows_as_tuples(cluster, session) -> None:

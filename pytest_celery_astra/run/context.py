@@ -37,6 +37,7 @@ from pytest_celery_astra.naming import Placement
 from pytest_celery_astra.run.interrupts import Interrupts
 from pytest_celery_astra.settings import Settings
 from pytest_celery_astra.workers.in_flight import InFlight
+from pytest_celery_astra.workers.journal import TaskJournal
 
 RUN_CONTEXT_KEY = pytest.StashKey["RunContext"]()
 
@@ -64,6 +65,9 @@ class RunContext:
     rows: ResultRows = dataclasses.field(default_factory=ResultRows)  # the result rows' ledger (result_rows.py)
     # Tasks published in this process and not yet run (Celery's signals, while an embedded worker runs).
     in_flight: InFlight = dataclasses.field(default_factory=InFlight)
+    # The current test's tasks and what a worker thread of this process did with them (Celery's signals, once an
+    # app is wired; begun at each test's set-up): why a .get() timed out, a failing test's report section.
+    journal: TaskJournal = dataclasses.field(default_factory=TaskJournal)
     # Worker processes started so far, by node name: each start gets a node name of its own (unique_node_name).
     node_starts: dict[str, int] = dataclasses.field(default_factory=dict)
     # Set when the run is interrupted: starts still waiting give up at once (services.start_container).

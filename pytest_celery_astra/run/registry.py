@@ -1,4 +1,4 @@
-"""What runs now in this pytest process: the workers and database fixtures set up so far, in
+"""What runs now in this pytest process: the workers, apps and database fixtures set up so far, in
 ``config.stash``. The factories register what they start; the per-test steps and the recovery after a
 fault look here. Stash keys only: this module starts nothing.
 """
@@ -11,6 +11,8 @@ import pytest
 RUNNING_WORKERS_KEY = pytest.StashKey[list]()
 # Database fixtures set up so far, by fixture name: each is cleaned after every test that uses it.
 DATABASES_KEY = pytest.StashKey[dict]()
+# The apps the app fixtures wired and have not closed yet, in set-up order.
+WIRED_APPS_KEY = pytest.StashKey[list]()
 # Which database fixture each plugin fixture (default or factory-made) stands on. The factories
 # request their dependencies dynamically, so pytest's static closure of a test does not show them.
 USES_DATABASE_KEY = pytest.StashKey[dict]()

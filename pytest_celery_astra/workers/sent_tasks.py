@@ -32,7 +32,10 @@ class SentTask:
         return f"<SentTask {self.name}({call}) queue={self.queue!r}{when} id={self.id}>"
 
 
-def _sent_task(sender, body, headers, routing_key, declare) -> SentTask:
+def sent_task(sender, body, headers, routing_key, declare,
+              published: datetime.datetime | None = None) -> SentTask:
+    """A :class:`SentTask` from ``before_task_publish``'s arguments; ``published`` (default: now) is when the
+    message was published, which a countdown is measured from."""
     headers = dict(headers or {})
     if isinstance(body, dict):  # task protocol 1
         args, kwargs = body.get("args", ()), body.get("kwargs", {})
@@ -40,7 +43,8 @@ def _sent_task(sender, body, headers, routing_key, declare) -> SentTask:
     else:  # task protocol 2: (args, kwargs, embed)
         args, kwargs = body[0], body[1]
         task_id, name, eta = headers.get("id"), headers.get("task", sender), headers.get("eta")
-    published = datetime.datetime.now(datetime.timezone.utc)
+    if published is None:
+        published = datetime.datetime.now(datetime.timezone.utc)
     when = datetime.datetime.fromisoformat(eta) if isinstance(eta, str) else eta
     if when is not None and when.tzinfo is None:
         when = when.replace(tzinfo=datetime.timezone.utc)
@@ -59,7 +63,7 @@ class SentTasks:
         self._lock = threading.Lock()
 
     def _record(self, sender=None, body=None, headers=None, routing_key=None, declare=None, **_: Any) -> None:
-        task = _sent_task(sender, body, headers, routing_key, declare)
+        task = sent_task(sender, body, headers, routing_key, declare)
         with self._lock:
             self._tasks.append(task)
 
