@@ -139,14 +139,16 @@ def close_broker_pools(app: Celery) -> None:
     forget_pools(app)
 
 
-def purge_queues(app: Celery, queues: list[str]) -> None:
-    """Drop the messages waiting in ``queues`` on ``app``'s broker (a worker's, between tests)."""
+def purge_queues(app: Celery, queues: list[str]) -> int:
+    """Drop the messages waiting in ``queues`` on ``app``'s broker (a worker's, between tests); how many."""
+    dropped = 0
     with app.connection_for_write() as connection:
         for queue in queues:
             try:
-                connection.default_channel.queue_purge(queue)
+                dropped += int(connection.default_channel.queue_purge(queue) or 0)
             except Exception:  # noqa: BLE001 - a queue nobody declared: nothing to purge
                 connection.close()
+    return dropped
 
 
 def queue_depth(app: Celery, queue: str, timeout: float = 1.0) -> int | None:

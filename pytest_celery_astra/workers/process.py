@@ -50,6 +50,10 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         pass
 
 
+# Rounds of "idle, and a purge found nothing" in a row that settle a worker process (ProcessWorker.settle).
+SETTLED_ROUNDS = 2
+
+
 class ProcessWorker:
     """``celery worker`` in a subprocess, for one app fixture of this pytest process."""
 
@@ -159,10 +163,24 @@ class ProcessWorker:
     def settle(self, timeout: float) -> bool:
         """Purge the worker's queues, then wait until it runs nothing and has nothing reserved; tasks held
         for an ETA or countdown are dropped in the worker (workers/held.py): what a test sent never runs, nor
-        is recorded, during the next one. Returns once the worker has confirmed the drop."""
+        is recorded, during the next one. Returns once the worker has confirmed the drop.
+
+        A prefork child publishes what follows its task (a chain's next link, a retry) before the worker's
+        main process hears the task finished, so "idle" can be seen while that message is in the queue, or on
+        its way to the worker (Redis: popped, not yet handled). Settled is therefore idle in two rounds in a
+        row with a purge between that found nothing; one that finds something starts the count again."""
         if self.process is None or self.process.poll() is not None:
             return True
+        deadline = time.monotonic() + timeout
         purge_queues(self.app, self.consumed_queues)
+        quiet_rounds = 0
+        while quiet_rounds < SETTLED_ROUNDS:
+            if not self._idle_once(max(0.1, deadline - time.monotonic())):
+                return False
+            quiet_rounds = 0 if purge_queues(self.app, self.consumed_queues) else quiet_rounds + 1
+        return True
+
+    def _idle_once(self, timeout: float) -> bool:
         try:
             return self._wait_idle(self.app.control.inspect(destination=[self.hostname], timeout=1.0), timeout)
         except Exception:  # noqa: BLE001 - a pooled connection the broker closed (a restart): once more, afresh

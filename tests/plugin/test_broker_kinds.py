@@ -77,10 +77,12 @@ def test_a_broker_kind_named_twice_or_unknown_is_one_sentence(project):
     result.stderr.fnmatch_lines(["*is not valid for broker_kind*expected each broker once*"])
 
 
-def test_the_example_fault_suite_passes_on_both_brokers():
-    """The sortWords fault suite, each test once per broker: a Redis restart mid-flight and a paused
-    Cassandra behave as with RabbitMQ, and the services are restored between the two halves. (The rest of
-    the example on both brokers is the shop matrix's thread/both cells, tests/plugin/test_matrix.py.)"""
+def test_the_example_fault_suite_passes_on_redis():
+    """The sortWords fault suite on Redis with the worker thread: a Redis restart mid-flight and a paused
+    Cassandra behave as with RabbitMQ. (RabbitMQ's half is the example's own -n 0 run in every nox session; both
+    brokers in one run, the fault tests included and the services restored between the halves, is
+    tests/plugin/test_process_worker.py's switches-brokers test; the rest of the example on both brokers is the
+    shop matrix's thread/both cells, tests/plugin/test_matrix.py.)"""
     import subprocess
     import sys
     from pathlib import Path
@@ -88,9 +90,8 @@ def test_the_example_fault_suite_passes_on_both_brokers():
     example = Path(__file__).resolve().parents[2] / "examples" / "sortwords"
     completed = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "0", "-v", "-k", "faults",
-         "--celery-astra-broker-kind", "rabbitmq,redis"], cwd=example, capture_output=True, text=True, timeout=600)
+         "--celery-astra-broker-kind", "redis"], cwd=example, capture_output=True, text=True, timeout=600)
     output = completed.stdout + completed.stderr
     assert completed.returncode == 0, output
-    assert " 12 passed" in output, output  # 6 fault tests x 2 brokers
-    for kind in ("rabbitmq", "redis"):
-        assert f"test_faults.py::test_a_broker_restart_mid_flight_still_ends_in_success[{kind}] PASSED" in output
+    assert " 6 passed" in output, output  # the 6 fault tests, on Redis
+    assert "test_faults.py::test_a_broker_restart_mid_flight_still_ends_in_success PASSED" in output, output
