@@ -113,6 +113,16 @@ def acquire(slots: Slots, fingerprint: str, keyspace_for: Callable[[int], str], 
     return None
 
 
+CAS_WRITE_UNKNOWN = 0x1700  # Cassandra 4+'s error code; the driver has no class for it
+
+
+def outcome_unknown(error: BaseException) -> bool:
+    """A lightweight transaction whose outcome Cassandra could not tell: a write timeout, or CAS_WRITE_UNKNOWN."""
+    from cassandra import WriteTimeout
+
+    return isinstance(error, WriteTimeout) or getattr(error, "code", None) == CAS_WRITE_UNKNOWN
+
+
 class CqlSlots:
     """:class:`Slots` in table ``<keyspace>.slots`` through a driver Session: lightweight transactions at
     SERIAL consistency, their commits at the run's write consistency."""
@@ -136,30 +146,45 @@ class CqlSlots:
             statement.serial_consistency_level = ConsistencyLevel.SERIAL
         self._read = SimpleStatement(f"SELECT state FROM {keyspace}.slots WHERE slot = %s",
                                      consistency_level=ConsistencyLevel.SERIAL)
+        self._read_row = SimpleStatement(f"SELECT holder, state FROM {keyspace}.slots WHERE slot = %s",
+                                         consistency_level=ConsistencyLevel.SERIAL)
 
-    def _applied(self, statement, values, timeout_means_no: bool = True) -> bool:
-        from cassandra import WriteTimeout
-
+    def _applied(self, statement, values, slot: int, landed: Callable[[str | None, str | None], bool],
+                 timeout_means_no: bool = True) -> bool:
+        """Whether the compare-and-set applied. When Cassandra cannot say (a write timeout, or Cassandra 4's
+        "CAS operation result is unknown": the proposal reached fewer than a quorum of replicas, as on a
+        loaded multi-node cluster), a read at SERIAL consistency finishes that Paxos round and shows whether
+        it ``landed`` (the row's holder and state then); if that read fails too, False (or the first error,
+        with ``timeout_means_no`` off: the heartbeat tries again)."""
         try:
             return bool(self._session.execute(statement, values, timeout=30).was_applied)
-        except WriteTimeout:  # contended, or a replica slow: not known to be ours
-            if timeout_means_no:
-                return False
-            raise
+        except Exception as error:
+            if not outcome_unknown(error):
+                raise
+            try:
+                row = self._session.execute(self._read_row, (slot,), timeout=30).one()
+            except Exception:  # noqa: BLE001 - not known to be ours
+                if timeout_means_no:
+                    return False
+                raise error from None
+            return landed(row.holder if row is not None else None, row.state if row is not None else None)
 
     def claim(self, slot: int, holder: str, ttl: int) -> bool:
-        return self._applied(self._claim, (ttl, holder, slot))
+        return self._applied(self._claim, (ttl, holder, slot), slot, lambda now, _: now == holder)
 
     def state(self, slot: int) -> str | None:
         row = self._session.execute(self._read, (slot,), timeout=30).one()
         return row.state if row is not None else None
 
     def set_state(self, slot: int, holder: str, state: str) -> bool:
-        return self._applied(self._set_state, (state, slot, holder))
+        return self._applied(self._set_state, (state, slot, holder), slot,
+                             lambda now, left: now == holder and left == state)
 
     def refresh(self, slot: int, holder: str, ttl: int) -> bool:
         # A timeout is not a lost claim: the heartbeat tries again.
-        return self._applied(self._refresh, (ttl, holder, slot, holder), timeout_means_no=False)
+        return self._applied(self._refresh, (ttl, holder, slot, holder), slot, lambda now, _: now == holder,
+                             timeout_means_no=False)
 
     def give_back(self, slot: int, holder: str, state: str) -> bool:
-        return self._applied(self._give_back, (state, slot, holder))
+        return self._applied(self._give_back, (state, slot, holder), slot,
+                             lambda now, left: now is None and left == state)

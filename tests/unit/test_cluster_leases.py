@@ -3,6 +3,8 @@ per slot, a killed holder's claim runs out, a renewed one does not, and the stat
 
 import threading
 
+import pytest
+
 from pytest_celery_astra.cassandra import cluster_leases
 from pytest_celery_astra.cassandra.leases import clean_state
 
@@ -128,3 +130,47 @@ def test_a_lost_claim_is_not_given_back_over_the_new_holder():
     assert lease.lost
     lease.release(clean=True)
     assert slots._holder(0) == "b" and slots.state(0) == "busy b"
+
+
+class UnsureSession:
+    """A driver Session whose compare-and-sets end in Cassandra 4's "CAS operation result is unknown" (seen in
+    a full local run, 2026-12-06, on the loaded 3-node cluster); ``landed`` says whether each proposal was in
+    fact accepted, which the SERIAL read after it shows. ``read_fails`` makes that read time out too."""
+
+    def __init__(self, landed, read_fails=False):
+        self.landed, self.read_fails, self.row = landed, read_fails, None
+
+    def prepare(self, cql):
+        return type("Prepared", (), {"cql": cql})()
+
+    def execute(self, statement, values, timeout=None):
+        from cassandra import ReadTimeout
+        from cassandra.protocol import ErrorMessage
+
+        if "SELECT holder" in getattr(statement, "query_string", ""):
+            if self.read_fails:
+                raise ReadTimeout("serial read timed out")
+            return type("Rows", (), {"one": lambda _: self.row})()
+        if self.landed:
+            self.row = type("Row", (), {"holder": values[1] if "TTL" in statement.cql else None,
+                                        "state": None if "TTL" in statement.cql else values[0]})()
+        raise ErrorMessage(0x1700, "CAS operation result is unknown - proposal accepted by 1 but not a quorum.", None)
+
+
+def test_a_claim_whose_outcome_cassandra_could_not_tell_is_settled_by_a_serial_read():
+    assert cluster_leases.CqlSlots(UnsureSession(landed=True), "leases", 1).claim(0, "run-a", 60) is True
+    assert cluster_leases.CqlSlots(UnsureSession(landed=False), "leases", 1).claim(0, "run-a", 60) is False
+    # Not known either way: not ours (the claim, if it landed, runs out after its TTL)
+    assert cluster_leases.CqlSlots(UnsureSession(landed=True, read_fails=True), "leases", 1).claim(0, "a", 60) is False
+    assert cluster_leases.CqlSlots(UnsureSession(landed=True), "leases", 1).give_back(0, "run-a", "clean f1 0") is True
+
+
+def test_any_other_error_of_a_compare_and_set_is_raised():
+    from cassandra.protocol import ErrorMessage
+
+    class Broken(UnsureSession):
+        def execute(self, statement, values, timeout=None):
+            raise ErrorMessage(0x2200, "invalid query", None)
+
+    with pytest.raises(ErrorMessage, match="invalid query"):
+        cluster_leases.CqlSlots(Broken(landed=False), "leases", 1).claim(0, "run-a", 60)
