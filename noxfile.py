@@ -8,11 +8,11 @@
     nox -s latest -- -x              # arguments after `--` go to every pytest run
     NOX_PROJECT_TESTS="tests/unit tests/plugin/test_readme.py" nox -s matrix   # a quicker pass
 
-Each session installs the plugin (`-e . --group test`) with exact pins, then runs the plugin's own tests (under
-pytest-xdist, then the `serial` ones alone; `lowest` the version-sensitive ones, LOWEST_TESTS) and the sortWords
-example suite (with `-n 0` and `-n 2`). The sessions need the environment printed by
-scripts/provision (nox passes it through). Interpreters are looked up as python3.X on PATH, then in
-pyenv's versions directory ($PYENV_ROOT, default ~/.pyenv).
+Each session installs the plugin (`-e . --group test`) with exact pins, then runs the plugin's own tests under
+pytest-xdist (`lowest` the version-sensitive ones, LOWEST_TESTS) with the sortWords example suite beside them (`-n 0`,
+then `-n 2`; NOX_EXAMPLES_IN_TURN=1 runs it after them instead), then the `serial` ones alone. The sessions need the
+environment printed by scripts/provision (nox passes it through). Interpreters are looked up as python3.X on PATH,
+then in pyenv's versions directory ($PYENV_ROOT, default ~/.pyenv).
 """
 
 import os
@@ -136,21 +136,72 @@ def _install_and_test(session: nox.Session, pins: dict, project_tests: tuple = (
     )
     # NOX_PROJECT_TESTS narrows the project's own tests (paths or -k), e.g. for a quick pass over the matrix.
     project_tests = tuple(os.environ.get("NOX_PROJECT_TESTS", " ".join(project_tests)).split())
-    runs = [(".", part, [*project_tests, *args, *session.posargs]) for part, args in PROJECT_PASSES]
-    runs += [
-        ("examples/sortwords", "example", list(session.posargs)),
-        ("examples/sortwords", "example-xdist", ["-n", "2", *session.posargs]),
-    ]
+    passes = dict(PROJECT_PASSES)
+    # The example suite runs beside the project's -n pass: most of its -n 0 run's ~50 s is spent waiting for
+    # restarted containers, while the -n pass keeps both cores busy. The serial pass runs after both, alone.
+    examples = _Background(session, "examples/sortwords", [
+        ("example", list(session.posargs)),
+        ("example-xdist", ["-n", "2", *session.posargs]),
+    ]) if not os.environ.get("NOX_EXAMPLES_IN_TURN") else None
     failed = []
-    for directory, part, args in runs:  # every part runs, so one failure does not hide the others
+
+    def pytest_run(directory: str, part: str, args: list) -> None:
         with session.chdir(directory):
             try:
                 session.run("python", "-m", "pytest", "-p", "no:cacheprovider", *_report(session, part), *args,
                             success_codes=[0, 5] if part == "project-serial" else [0])
             except nox.command.CommandFailed:
                 failed.append(part)
-    if failed:
+
+    pytest_run(".", "project", [*project_tests, *passes["project"], *session.posargs])
+    if examples is not None:
+        failed += examples.wait()
+    else:
+        pytest_run("examples/sortwords", "example", list(session.posargs))
+        pytest_run("examples/sortwords", "example-xdist", ["-n", "2", *session.posargs])
+    pytest_run(".", "project-serial", [*project_tests, *passes["project-serial"], *session.posargs])
+    if failed:  # every part ran, so one failure does not hide the others
         session.error(f"failed: {', '.join(failed)}")
+
+
+class _Background:
+    """Pytest runs of ``directory``, one after the other, in a thread beside the session's own runs: each run's
+    output goes to a file, printed when :meth:`wait` is called."""
+
+    def __init__(self, session: nox.Session, directory: str, runs: list) -> None:
+        import tempfile
+        import threading
+
+        self._session = session
+        self._outputs: list = []
+        self._failed: list = []
+        env = {**os.environ, **{k: v for k, v in session.env.items() if v is not None},
+               "VIRTUAL_ENV": str(session.virtualenv.location),
+               "PATH": f"{session.bin}{os.pathsep}{os.environ.get('PATH', '')}"}
+        python = os.path.join(session.bin, "python")
+        directory = os.path.abspath(directory)  # the session's own runs change the process's directory
+
+        def run_all() -> None:
+            for part, args in runs:
+                out = tempfile.TemporaryFile("w+")
+                command = [python, "-m", "pytest", "-p", "no:cacheprovider", *_report(session, part), *args]
+                code = subprocess.call(command, cwd=directory, env=env, stdout=out, stderr=subprocess.STDOUT)
+                self._outputs.append((part, command, out))
+                if code != 0:
+                    self._failed.append(part)
+
+        self._thread = threading.Thread(target=run_all, name="nox-examples")
+        self._thread.start()
+
+    def wait(self) -> list:
+        """Wait for every run; print each one's output; return the parts that failed."""
+        self._thread.join()
+        for part, command, out in self._outputs:
+            out.seek(0)
+            print(f"=== {part} (ran beside the project's -n pass): {' '.join(command[1:])}", flush=True)
+            print(out.read(), flush=True)
+            out.close()
+        return self._failed
 
 
 def _report(session: nox.Session, part: str) -> list:

@@ -96,3 +96,89 @@ def shared_cassandra(session_cassandra, monkeypatch):
     finally:
         cluster.shutdown()
     assert left == [], f"the runs of this test left keyspaces in the shared Cassandra: {left}"
+
+
+SUITE_TAG = "suite-brokers"
+
+
+def _suite_brokers():
+    """The images (tags of the configured ones) and the plugin's container specs of the suite's kept brokers."""
+    from pytest_celery_astra.containers.services import rabbitmq_spec, redis_spec
+
+    images = {}
+    for service in ("rabbitmq", "redis"):
+        source = image(service)
+        name = source.rpartition(":")[0] if ":" in source.rsplit("/", 1)[-1] else source
+        images[service] = f"{name}:{SUITE_TAG}"
+    return images, (rabbitmq_spec(images["rabbitmq"], admin_api=True), redis_spec(images["redis"]))
+
+
+@pytest.fixture(scope="session")
+def session_brokers(container_engine, tmp_path_factory, worker_id):
+    """One RabbitMQ (with its management API) and one Redis for the whole suite, every xdist worker of it included:
+    kept containers of the plugin's reuse mode, run from a tag of the configured image (``...:suite-brokers``) so
+    that only the suite's own runs pick them up. The first xdist worker to need them starts them (under a file
+    lock); the suite's last process removes them (``pytest_sessionfinish`` below). Returns the images."""
+    import fcntl
+
+    import docker
+
+    from pytest_celery_astra.containers.reuse import find_reusable
+    from pytest_celery_astra.containers.services import start_container
+
+    images, specs = _suite_brokers()
+    shared = tmp_path_factory.getbasetemp()
+    shared = shared.parent if worker_id != "master" else shared   # xdist: the controller's, above popen-gwN
+    with open(shared / "suite-brokers.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        client = docker.from_env()
+        try:
+            for service, tagged in images.items():
+                client.images.get(image(service)).tag(*tagged.rsplit(":", 1))
+        finally:
+            client.close()
+        for spec in specs:
+            if find_reusable(spec, timeout=60) is None:
+                start_container(spec, timeout=120, run_id="suite", keep=True)
+    return images
+
+
+def pytest_sessionfinish(session):
+    """The suite's last process (xdist's controller, or the only one) removes the suite's kept brokers."""
+    if hasattr(session.config, "workerinput"):
+        return
+    from pytest_celery_astra.containers.engine import list_containers, probe_engine
+    from pytest_celery_astra.containers.services import LABEL_CONFIG_HASH, LABEL_REUSE, remove_container
+
+    if not os.environ.get("DOCKER_HOST") or not probe_engine().answers:
+        return
+    images, specs = _suite_brokers()
+    found = [left for left in list_containers([f"{LABEL_REUSE}=1"])
+             if left.labels.get(LABEL_CONFIG_HASH) in {spec.config_hash for spec in specs}]
+    for left in found:
+        remove_container(left.id)
+    if found:
+        import docker
+
+        client = docker.from_env()
+        try:
+            for tagged in images.values():
+                client.images.remove(tagged)   # the tag only: the image keeps its own name
+        except docker.errors.APIError:
+            pass
+        finally:
+            client.close()
+
+
+@pytest.fixture
+def shared_brokers(session_brokers, monkeypatch):
+    """The pytest runs this test starts use the session's RabbitMQ and Redis instead of starting their own: in the
+    plugin's reuse mode, as two CI jobs on one machine would — each run in a virtual host (RabbitMQ) or under a key
+    prefix (Redis) that carries its run id, deleted at its end (``session_brokers``).
+
+    For tests about something other than the broker containers (their start, faults, interruptions, reaping): a
+    broker container start is ~5 s of CPU, the most expensive part of a short run."""
+    monkeypatch.setenv("CELERY_ASTRA_REUSE_CONTAINERS", "1")
+    monkeypatch.setenv("CELERY_ASTRA_RABBITMQ_IMAGE", session_brokers["rabbitmq"])
+    monkeypatch.setenv("CELERY_ASTRA_REDIS_IMAGE", session_brokers["redis"])
+    return session_brokers

@@ -68,7 +68,7 @@ def test_under_celerys_own_plugin_only_the_busy_worker_tests_fail(under_celerys_
     assert set(under_celerys_plugin) == suite_tests
 
 
-@pytest.mark.usefixtures("shared_cassandra")
+@pytest.mark.usefixtures("shared_cassandra", "shared_brokers")
 @pytest.mark.usefixtures("container_engine")
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["n0", "n2"])
 def test_every_test_that_passes_under_celerys_plugin_passes_on_real_services(tmp_path, suite_tests, xdist):
@@ -127,7 +127,7 @@ def test_a_prefork_pool_is_one_sentence_at_once_before_any_service_starts(pytest
     assert containers_of_run(run_id_of(result)) == []
 
 
-@pytest.mark.usefixtures("shared_cassandra")
+@pytest.mark.usefixtures("shared_cassandra", "shared_brokers")
 def test_loglevel_logfile_and_heartbeat_parameters_are_honoured(pytester):
     log = pytester.path / "worker.log"
     pytester.makeconftest(f'''

@@ -48,7 +48,7 @@ def passed(output: str, test_id: str) -> bool:
     return f"{test_id} PASSED" in output or f"PASSED {test_id}\n" in output + "\n" or f"PASSED {test_id} " in output
 
 
-@pytest.mark.usefixtures("shared_cassandra")
+@pytest.mark.usefixtures("shared_cassandra", "shared_brokers")
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["n0", "n2"])
 def test_each_worker_test_runs_once_per_broker(project, xdist):
     result = project.runpytest_subprocess("--celery-astra-broker-kind", "rabbitmq,redis", "-v", *xdist,

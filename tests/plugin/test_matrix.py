@@ -6,7 +6,9 @@ worker {thread, process (the default kind), both in one test} x broker {RabbitMQ
 -n 2 --dist loadfile}.
 
 The broker fault test runs at -n 0 only: under xdist ``celery_astra_services`` skips (the run's containers are
-every xdist worker's). Each cell runs beside the rest of the suite on the session's Cassandra node."""
+every xdist worker's). Each cell runs beside the rest of the suite on the session's Cassandra node; the -n 2 cells
+also on the session's brokers (tests/conftest.py shared_brokers: the plugin's reuse mode), the -n 0 ones start
+their own, which their fault test restarts."""
 
 import pytest
 
@@ -278,8 +280,11 @@ CELLS = [pytest.param(workers, broker, layout, id=f"{workers}-{broker}-{layout}"
 
 
 @pytest.mark.parametrize("workers,broker,layout", CELLS)
-def test_the_shop_suite_passes_in_every_combination(pytester, monkeypatch, workers, broker, layout):
+def test_the_shop_suite_passes_in_every_combination(pytester, monkeypatch, request, workers, broker, layout):
     import json
+
+    if layout == "n2":   # no fault test runs there: the session's kept brokers (reuse mode) instead of its own
+        request.getfixturevalue("shared_brokers")
 
     pytester.makepyfile(shop=SHOP, test_shop=TESTS, test_shop_crash=CRASH_TESTS, test_shop_no_worker=NO_WORKER_TESTS)
     pytester.makeconftest(CONFTEST)

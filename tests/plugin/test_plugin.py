@@ -215,7 +215,7 @@ def test_start_failure_attaches_container_log_and_removes_it(project, request):
     assert containers_of_run(run_id_of(result)) == []
 
 
-@pytest.mark.usefixtures("shared_cassandra")
+@pytest.mark.usefixtures("shared_cassandra", "shared_brokers")
 def test_dead_worker_fails_the_waiting_test_with_its_cause(project):
     project.makepyfile(stopper='''
         from celery.worker import state

@@ -112,14 +112,14 @@ def assert_example_on_worker_processes(output: str, passed: int, skipped: int) -
     assert not (Path(tempfile.gettempdir()) / f"pytest-celery-astra-{run_id}").exists()
 
 
-@pytest.mark.usefixtures("shared_cassandra")
+@pytest.mark.usefixtures("shared_cassandra", "shared_brokers")
 def test_fork_safety_with_the_documented_pattern(pytester):
     code, output = run(forky_project(pytester), env={"FORKY_SAFE": "1"})
     assert code == 0, output
     print(re.search(r"PROCESS-WORKER .*", output).group(0))
 
 
-@pytest.mark.usefixtures("shared_cassandra")
+@pytest.mark.usefixtures("shared_cassandra", "shared_brokers")
 def test_without_the_pattern_a_session_made_before_the_fork_fails_in_the_children(pytester):
     code, output = run(forky_project(pytester), "-x", env={"FORKY_SAFE": ""}, timeout=900)
     assert code == 1, output
@@ -201,7 +201,7 @@ def test_a_worker_process_that_starts_again_finds_its_wiring(rows, celery_astra_
 '''
 
 
-@pytest.mark.usefixtures("shared_cassandra")
+@pytest.mark.usefixtures("shared_cassandra", "shared_brokers")
 def test_a_worker_process_restarted_in_place_reads_its_wiring_again(pytester):
     project = forky_project(pytester)
     (project / "test_forky.py").write_text(FORKY_TESTS.split("def test_two_hundred")[0] + RESTART_TESTS)
@@ -252,7 +252,7 @@ def test_4_both_share_the_queue_on_purpose(celery_astra_worker, celery_astra_wor
 '''
 
 
-@pytest.mark.usefixtures("shared_cassandra")
+@pytest.mark.usefixtures("shared_cassandra", "shared_brokers")
 @pytest.mark.parametrize("xdist", [[], ["-n", "2", "--dist", "loadfile"]], ids=["n0", "n2"])
 def test_a_test_gets_the_worker_it_asked_for(pytester, xdist):
     pytester.makepyfile(who=WHO_APP, test_who=WHO_TESTS)
@@ -317,7 +317,7 @@ def snippets_of(group):
     return snippets(group)
 
 
-@pytest.mark.usefixtures("shared_cassandra")
+@pytest.mark.usefixtures("shared_cassandra", "shared_brokers")
 def test_stock_celery_hangs_the_task_after_a_crashed_child_and_the_plugin_stays_faithful(pytester):
     """Celery's Cassandra backend (stock as under the plugin): the worker's main process stores the
     WorkerLostError, which connects a driver Session in the parent; the replacement child is forked with it,
@@ -328,7 +328,7 @@ def test_stock_celery_hangs_the_task_after_a_crashed_child_and_the_plugin_stays_
     assert "TimeoutError" in output and "len(pids) == 2" not in output, output
 
 
-@pytest.mark.usefixtures("shared_cassandra")
+@pytest.mark.usefixtures("shared_cassandra", "shared_brokers")
 @pytest.mark.parametrize("broker", ["rabbitmq", "redis"])
 def test_with_the_documented_fix_a_crashed_child_leaves_the_worker_whole(pytester, broker):
     code, output = run(crashy_project(pytester, with_fix=True), "--celery-astra-broker-kind", broker, timeout=300)
@@ -358,7 +358,7 @@ def test_3_and_the_next(celery_astra_worker_process):
 '''
 
 
-@pytest.mark.usefixtures("shared_cassandra")
+@pytest.mark.usefixtures("shared_cassandra", "shared_brokers")
 def test_a_worker_process_that_died_fails_its_test_with_the_log_and_later_ones_in_one_sentence(pytester):
     pytester.makepyfile(who=WHO_APP, test_gone=GONE_TESTS)
     (pytester.path / "pytest.ini").write_text("[pytest]\ncelery_astra_app = who:app\npythonpath = .\n")
@@ -394,7 +394,7 @@ def test_the_example_suite_on_worker_processes_switches_brokers_cleanly(xdist):
         assert_example_on_worker_processes(output, passed=28 if old_kombu else 34, skipped=2)
 
 
-@pytest.mark.usefixtures("shared_cassandra")
+@pytest.mark.usefixtures("shared_cassandra", "shared_brokers")
 def test_thread_and_process_workers_switch_brokers_cleanly(pytester):
     pytester.makepyfile(who=WHO_APP, test_who=WHO_TESTS)
     (pytester.path / "pytest.ini").write_text("[pytest]\ncelery_astra_app = who:app\npythonpath = .\n")
@@ -422,7 +422,7 @@ def test_a_task_defined_in_this_module_runs_on_the_worker_process(celery_astra_w
 '''
 
 
-@pytest.mark.usefixtures("shared_cassandra")
+@pytest.mark.usefixtures("shared_cassandra", "shared_brokers")
 def test_a_task_defined_in_a_test_module_runs_on_the_worker_process(pytester):
     pytester.makepyfile(who=WHO_APP, test_here=TASK_IN_A_TEST_MODULE)
     (pytester.path / "pytest.ini").write_text("[pytest]\ncelery_astra_app = who:app\npythonpath = .\n")
@@ -472,7 +472,7 @@ def test_the_default_app_beside_it(celery_astra_worker, billing_process):
 '''
 
 
-@pytest.mark.usefixtures("shared_cassandra")
+@pytest.mark.usefixtures("shared_cassandra", "shared_brokers")
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["n0", "n2"])
 def test_a_second_app_on_its_own_worker_process(pytester, xdist):
     pytester.makepyfile(who=WHO_APP, billing=BILLING_APP, test_billing=BILLING_TESTS)
@@ -501,7 +501,7 @@ def test_3_both_at_once(celery_astra_worker, celery_astra_worker_process):
 '''
 
 
-@pytest.mark.usefixtures("shared_cassandra")
+@pytest.mark.usefixtures("shared_cassandra", "shared_brokers")
 def test_two_worker_processes_of_one_app_never_share_a_node_name(pytester):
     """With --celery-astra-worker-kind process, celery_astra_worker and celery_astra_worker_process are both
     `celery worker` processes of one app: the second used to take the first's node name, and RabbitMQ refused

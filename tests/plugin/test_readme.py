@@ -85,7 +85,7 @@ def test_quickstart_with_an_inline_comment_is_one_sentence(pytester):
         "put the comment on its own line; fix --celery-astra-app*"])
 
 
-@pytest.mark.usefixtures("shared_cassandra")
+@pytest.mark.usefixtures("shared_cassandra", "shared_brokers")
 def test_own_tables_as_written(pytester):
     files = project_with(pytester, "own-data", excerpts=("tasks.py",))
     # The README's tasks.py part is the example app's own code, verbatim.
@@ -96,7 +96,7 @@ def test_own_tables_as_written(pytester):
     assert_nothing_left(result)
 
 
-@pytest.mark.usefixtures("shared_cassandra")
+@pytest.mark.usefixtures("shared_cassandra", "shared_brokers")
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["n0", "n2"])
 def test_second_app_keyspace_and_worker_as_written(pytester, xdist):
     project_with(pytester, "factories", example_files=False)
@@ -136,7 +136,7 @@ def test_settings_as_written(pytester, group, header):
     assert_nothing_left(result)
 
 
-@pytest.mark.usefixtures("shared_cassandra")
+@pytest.mark.usefixtures("shared_cassandra", "shared_brokers")
 def test_sent_tasks_as_written(pytester):
     project_with(pytester, "sent")
     (pytester.path / "pytest.ini").write_text(snippets("quickstart")["pytest.ini"])
@@ -171,7 +171,7 @@ def test_the_crashed_child_fix_is_the_examples_own_code():
     assert snippets("crashfix")["tasks.py"] in (EXAMPLE / "tasks.py").read_text()
 
 
-@pytest.mark.usefixtures("shared_cassandra")
+@pytest.mark.usefixtures("shared_cassandra", "shared_brokers")
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["n0", "n2"])
 def test_several_brokers_as_written(pytester, xdist):
     project_with(pytester, "brokers")
@@ -184,7 +184,7 @@ def test_several_brokers_as_written(pytester, xdist):
     assert_nothing_left(result)
 
 
-@pytest.mark.usefixtures("shared_cassandra")
+@pytest.mark.usefixtures("shared_cassandra", "shared_brokers")
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["n0", "n2"])
 def test_celery_contrib_style_as_written(pytester, xdist):
     project_with(pytester, "contrib")

@@ -10,7 +10,7 @@ import pytest
 
 from tests.plugin.test_plugin import containers_of_run, run_id_of
 
-pytestmark = pytest.mark.usefixtures("container_engine", "shared_cassandra")
+pytestmark = pytest.mark.usefixtures("container_engine", "shared_cassandra", "shared_brokers")
 
 SHOP = '''
 """A shop whose tasks fail to come back in every way the plugin can see."""
