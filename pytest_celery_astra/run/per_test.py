@@ -129,6 +129,18 @@ def clean(janitor, deferred: bool = False) -> None:
 _SETTLED_KEY = pytest.StashKey[bool]()
 
 
+def settle_in_order(threads: list, processes: list, settle_threads, timeout: float) -> list:
+    """The worker threads (``settle_threads``: workers/thread.py's settle_all), then the worker processes; then, when
+    a test had both, the threads once more: while the processes settled, a thread may have taken what their last
+    tasks sent on (a chain's next link, published by a prefork child) and would run it during the next test.
+    Returns the workers still busy."""
+    busy = settle_threads()
+    busy += [worker for worker in processes if not worker.settle(timeout)]
+    if threads and processes and not busy:
+        busy = [worker for worker in threads if not worker.settle(timeout)]
+    return busy
+
+
 def settle_workers(request: pytest.FixtureRequest) -> None:
     """Once per test, before any cleanup: no task of this test may run (and write) during the next one."""
     if request.node.stash.get(_SETTLED_KEY, False):
@@ -142,8 +154,8 @@ def settle_workers(request: pytest.FixtureRequest) -> None:
     context = request.config.stash[RUN_CONTEXT_KEY]
     timeout = context.settings.worker_timeout
     embedded_workers = [worker for worker in workers if isinstance(worker, EmbeddedWorker)]
-    busy = settle_all(embedded_workers, timeout, context.in_flight)
-    busy += [worker for worker in workers if worker not in embedded_workers and not worker.settle(timeout)]
+    busy = settle_in_order(embedded_workers, [worker for worker in workers if worker not in embedded_workers],
+                           lambda: settle_all(embedded_workers, timeout, context.in_flight), timeout)
     for embedded in busy:
         warnings.warn(pytest.PytestWarning(
             f"pytest-celery-astra: a task was still running on {embedded.hostname} {timeout:g} s after the "

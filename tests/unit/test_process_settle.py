@@ -47,3 +47,33 @@ def test_a_worker_that_never_idles_is_not_settled(monkeypatch):
     worker, calls = settled_worker(monkeypatch, purged=[0], idle=[False])
     assert worker.settle(5.0) is False
     assert calls == {"purge": 1, "idle": 1}
+
+
+class Settles:
+    def __init__(self, name, calls, settled=True):
+        self.name, self.calls, self.settled = name, calls, settled
+
+    def settle(self, timeout):
+        self.calls.append(self.name)
+        return self.settled
+
+
+def test_with_both_kinds_the_threads_settle_again_after_the_processes():
+    """A thread worker may take what a worker process's last task sent on while that process settles."""
+    from pytest_celery_astra.run.per_test import settle_in_order
+
+    calls = []
+    thread, worker_process = Settles("thread", calls), Settles("process", calls)
+    assert settle_in_order([thread], [worker_process], lambda: [w for w in [thread] if not w.settle(1)], 1) == []
+    assert calls == ["thread", "process", "thread"]
+
+
+def test_with_one_kind_each_worker_settles_once():
+    from pytest_celery_astra.run.per_test import settle_in_order
+
+    calls = []
+    thread = Settles("thread", calls)
+    assert settle_in_order([thread], [], lambda: [w for w in [thread] if not w.settle(1)], 1) == []
+    worker_process = Settles("process", calls, settled=False)
+    assert settle_in_order([], [worker_process], lambda: [], 1) == [worker_process]
+    assert calls == ["thread", "process"]
