@@ -68,6 +68,7 @@ CELERY_READS_BEFORE_WRITE = tuple(int(part) for part in celery.VERSION[:2]) >= (
 DEFAULT_POLL_INTERVAL = 0.01
 # Seconds before the first, and between further, checks of a chord's header (Celery: 1 s and 1 s).
 CHORD_UNLOCK_INTERVAL = 0.01
+FINAL_READ_TIMEOUT = 1.0  # the read after a .get() timed out, for its explanation (why.py)
 
 
 
@@ -239,6 +240,11 @@ class TestCassandraBackend(CassandraBackend):
                         raise CeleryTimeoutError(
                             f"The operation timed out. (pytest-celery-astra: Cassandra did not answer the result "
                             f"read: {str(unanswered).splitlines()[0][:200]})")
+                    # One more read for the explanation: a state stored since the last one (a retry's RETRY row is
+                    # written just after the retry is sent) is what the failing test's reader needs to see.
+                    latest, _ = self._read_meta(task_id, FINAL_READ_TIMEOUT)
+                    if latest is not None and latest.get("status") not in states.READY_STATES:
+                        meta = latest
                     raise CeleryTimeoutError(_timed_out(state.explain_timeout, task_id, meta))
                 stored.wait(interval if remaining is None else min(interval, remaining))
                 stored.clear()  # the next read sees whatever woke us

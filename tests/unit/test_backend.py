@@ -238,6 +238,26 @@ def test_a_last_read_cut_short_by_the_deadline_is_not_blamed_on_cassandra(app, d
     assert "Cassandra did not answer" not in str(raised.value)
 
 
+def test_the_timeout_is_explained_with_the_row_as_it_is_after_the_deadline(app, driver):
+    """A retry's RETRY row is written just after the retry is sent: at the deadline the last read may predate it
+    (a full local run, 2026-12-06), so the explanation reads once more."""
+    backend = ours(app)
+    seen = []
+    state_of(app).explain_timeout = lambda task_id, meta: seen.append(meta) or "why"
+    original = backend._read_meta
+
+    def read(task_id, remaining):
+        if remaining == backend_module.FINAL_READ_TIMEOUT:   # the read after the deadline, and only that one
+            backend.store_result(task_id, ValueError("later"), states.RETRY)
+        return original(task_id, remaining)
+
+    backend._read_meta = read
+    app.conf.celery_astra_result_poll_interval = 0.1
+    with pytest.raises(CeleryTimeoutError, match="why"):
+        backend.wait_for("retried", timeout=0.15)
+    assert seen[0]["status"] == states.RETRY
+
+
 def test_chord_unlock_waits_the_plugins_interval_unless_the_chord_sets_its_own(app, monkeypatch):
     seen = []
     monkeypatch.setattr(CassandraBackend, "fallback_chord_unlock",
