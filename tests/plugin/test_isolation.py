@@ -208,7 +208,9 @@ def test_each_worker_stops_on_its_own(celery_astra_worker, billing_worker):
 '''
 
 
-@pytest.mark.usefixtures("shared_cassandra", "shared_brokers")
+# Not on shared_brokers: at the dependency floors (kombu 5.3) its -n 0 run on the suite's kept RabbitMQ hung
+# after its 15th test once (a full local run, 2026-12-06; not yet understood), so it keeps a broker of its own.
+@pytest.mark.usefixtures("shared_cassandra")
 @pytest.mark.parametrize("xdist", [[], ["-n", "2", "--dist", "loadscope"]], ids=["n0", "n2"])
 def test_nothing_crosses_from_one_test_to_the_next(pytester, xdist):
     pytester.makepyfile(myapp=APPS, test_isolation=TESTS)
@@ -259,7 +261,7 @@ def test_4_after_another_writer_the_backend_reads_first_again(celery_astra_worke
 '''
 
 
-@pytest.mark.usefixtures("shared_cassandra", "shared_brokers")
+@pytest.mark.usefixtures("shared_cassandra")
 def test_with_cleanup_off_celerys_rule_holds_for_rows_of_earlier_tests(pytester):
     pytester.makepyfile(myapp=APPS, test_cleanup_off=CLEANUP_OFF_TESTS)
     (pytester.path / "pytest.ini").write_text("[pytest]\ncelery_astra_app = myapp:app\npythonpath = .\n")
@@ -280,7 +282,7 @@ celery_astra_worker = factories.worker(wake_interval=600)
 assert "wake_interval=600)" in WAKE_ONLY_BY_POKE.partition("celery_astra_worker")[0]
 
 
-@pytest.mark.usefixtures("shared_cassandra", "shared_brokers")
+@pytest.mark.usefixtures("shared_cassandra")
 def test_settle_cancel_and_stop_do_not_wait_for_the_workers_timer(pytester):
     pytester.makepyfile(myapp=APPS, test_isolation=TESTS)
     pytester.makeconftest(WAKE_ONLY_BY_POKE)
