@@ -139,10 +139,9 @@ def _install_and_test(session: nox.Session, pins: dict, project_tests: tuple = (
     passes = dict(PROJECT_PASSES)
     # The example suite runs beside the project's -n pass: most of its -n 0 run's ~50 s is spent waiting for
     # restarted containers, while the -n pass keeps both cores busy. The serial pass runs after both, alone.
-    examples = _Background(session, "examples/sortwords", [
-        ("example", list(session.posargs)),
-        ("example-xdist", ["-n", "2", *session.posargs]),
-    ]) if not os.environ.get("NOX_EXAMPLES_IN_TURN") else None
+    example_runs = [("example", list(session.posargs)), ("example-xdist", ["-n", "2", *session.posargs])]
+    examples = (_Background(session, "examples/sortwords", example_runs)
+                if not os.environ.get("NOX_EXAMPLES_IN_TURN") else None)
     failed = []
 
     def pytest_run(directory: str, part: str, args: list) -> None:
@@ -157,8 +156,8 @@ def _install_and_test(session: nox.Session, pins: dict, project_tests: tuple = (
     if examples is not None:
         failed += examples.wait()
     else:
-        pytest_run("examples/sortwords", "example", list(session.posargs))
-        pytest_run("examples/sortwords", "example-xdist", ["-n", "2", *session.posargs])
+        for part, args in example_runs:
+            pytest_run("examples/sortwords", part, args)
     pytest_run(".", "project-serial", [*project_tests, *passes["project-serial"], *session.posargs])
     if failed:  # every part ran, so one failure does not hide the others
         session.error(f"failed: {', '.join(failed)}")
@@ -172,7 +171,6 @@ class _Background:
         import tempfile
         import threading
 
-        self._session = session
         self._outputs: list = []
         self._failed: list = []
         env = {**os.environ, **{k: v for k, v in session.env.items() if v is not None},

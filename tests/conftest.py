@@ -121,8 +121,7 @@ def session_brokers(container_engine, tmp_path_factory, worker_id):
     lock); the suite's last process removes them (``pytest_sessionfinish`` below). Returns the images."""
     import fcntl
 
-    import docker
-
+    from pytest_celery_astra.containers.engine import docker_client
     from pytest_celery_astra.containers.reuse import find_reusable
     from pytest_celery_astra.containers.services import start_container
 
@@ -131,7 +130,7 @@ def session_brokers(container_engine, tmp_path_factory, worker_id):
     shared = shared.parent if worker_id != "master" else shared   # xdist: the controller's, above popen-gwN
     with open(shared / "suite-brokers.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        client = docker.from_env()
+        client = docker_client()
         try:
             for service, tagged in images.items():
                 client.images.get(image(service)).tag(*tagged.rsplit(":", 1))
@@ -147,7 +146,7 @@ def pytest_sessionfinish(session):
     """The suite's last process (xdist's controller, or the only one) removes the suite's kept brokers."""
     if hasattr(session.config, "workerinput"):
         return
-    from pytest_celery_astra.containers.engine import list_containers, probe_engine
+    from pytest_celery_astra.containers.engine import docker_client, list_containers, probe_engine
     from pytest_celery_astra.containers.services import LABEL_CONFIG_HASH, LABEL_REUSE, remove_container
 
     if not os.environ.get("DOCKER_HOST") or not probe_engine().answers:
@@ -160,7 +159,7 @@ def pytest_sessionfinish(session):
     if found:
         import docker
 
-        client = docker.from_env()
+        client = docker_client()
         try:
             for tagged in images.values():
                 client.images.remove(tagged)   # the tag only: the image keeps its own name
