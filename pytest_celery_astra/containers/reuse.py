@@ -1,8 +1,11 @@
 """Opt-in container reuse: keep containers after a run, pick them up on the next one.
 
 Kept containers carry the hash of their configuration. A kept container whose
-hash matches the wanted one, and which answers, is reused; one whose hash does
-not match is removed, so a changed image or setting never runs stale services.
+hash matches the wanted one, and which answers, is reused, so a changed image or
+setting never runs stale services. A stopped kept container is removed. A running
+one with another hash is left alone: another project's run, or one of this
+project's with other settings, may be using it right now (nothing here can tell),
+and removing it would cut that run's broker or database from under it.
 """
 
 from __future__ import annotations
@@ -27,20 +30,23 @@ REUSED_READY_TIMEOUT = 10.0
 
 
 def find_reusable(spec: ContainerSpec, timeout: float) -> RunningService | None:
-    """A kept, matching, answering container for ``spec``, or None; removes mismatching or stopped ones.
+    """A kept, matching, answering container for ``spec``, or None; removes stopped kept ones.
 
     One container list and one protocol greeting: neither the docker SDK nor testcontainers is imported
     unless something has to be removed (engine.list_containers)."""
     found = None
     for container in list_containers([f"{LABEL_REUSE}=1", f"{LABEL_SERVICE}={spec.name}"]):
         matches = container.labels.get(LABEL_CONFIG_HASH) == spec.config_hash
-        if matches and container.running:
-            # Another run may be using (or still starting) this one: never remove it.
-            if found is None:
+        if container.running:
+            # Another run may be using (or still starting) this one: never remove a running one.
+            if matches and found is None:
                 found = _answering(container, spec)
+            elif not matches:
+                logger.info("pytest-celery-astra: a kept %s container %s with another configuration is left "
+                            "running (another run may use it); remove it with `docker rm -f %s` when no run does",
+                            spec.name, container.id[:12], container.id[:12])
             continue
-        logger.info("pytest-celery-astra: removing kept %s container %s (configuration changed or stopped)",
-                    spec.name, container.id[:12])
+        logger.info("pytest-celery-astra: removing stopped kept %s container %s", spec.name, container.id[:12])
         remove_container(container.id)
     return found
 
