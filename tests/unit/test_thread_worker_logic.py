@@ -224,3 +224,41 @@ def test_a_worker_connects_its_node_name_receiver_while_it_runs_only():
     uids = [key[0] for key, _ in signals.task_prerun.receivers]
     assert worker.task_hostname.dispatch_uid not in uids
     app.close()
+
+
+class _PurgingWorker:
+    """settle() purges the given counts in turn (the broker still had messages), then nothing."""
+
+    def __init__(self, purges):
+        self.purges = list(purges)
+        self.purged = 0
+        self.settles = 0
+
+    def settle(self, timeout):
+        self.settles += 1
+        self.purged = self.purges.pop(0) if self.purges else 0
+        return True
+
+
+def test_settle_all_passes_again_while_a_pass_still_purges_messages():
+    from pytest_celery_astra.workers.in_flight import InFlight
+    from pytest_celery_astra.workers.thread import settle_all
+
+    in_flight = InFlight()
+    in_flight.ids["left-behind"] = 1
+    first, second = _PurgingWorker([5, 1]), _PurgingWorker([0])
+    assert settle_all([first, second], 1.0, in_flight) == []
+    # Pass 1 purged 5, pass 2 purged the 1 that reached the broker after the first purge, pass 3 found nothing.
+    assert (first.settles, second.settles) == (3, 3)
+    assert in_flight.empty()
+
+
+def test_settle_all_makes_one_pass_when_nothing_was_waiting_in_the_broker():
+    from pytest_celery_astra.workers.in_flight import InFlight
+    from pytest_celery_astra.workers.thread import settle_all
+
+    in_flight = InFlight()
+    in_flight.ids["running"] = 1
+    worker = _PurgingWorker([0])
+    assert settle_all([worker], 1.0, in_flight) == []
+    assert worker.settles == 1
