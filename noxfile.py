@@ -245,13 +245,14 @@ def lint(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def release(session: nox.Session) -> None:
     """Build the sdist and the wheel into dist/, check them with twine, and check that the sdist holds what
-    its own tests need (the tests' packages, the example) and builds a wheel from itself."""
+    its own tests need (the tests' packages, the example). ``python -m build`` builds the wheel from the sdist
+    (not from the checkout), so the wheel in dist/ proves that the sdist builds one."""
     import glob
     import tarfile
 
     session.install("--group", "release")
     shutil.rmtree("dist", ignore_errors=True)
-    session.run("python", "-m", "build")
+    session.run("python", "-m", "build", "--installer=uv")   # its isolated build environments made by uv (~2 s less each)
     session.run("python", "-m", "twine", "check", "--strict", *glob.glob("dist/*"))
     (sdist,) = glob.glob("dist/*.tar.gz")
     with tarfile.open(sdist) as archive:
@@ -261,10 +262,6 @@ def release(session: nox.Session) -> None:
     missing = sorted(needed - names)
     if missing:
         session.error(f"the sdist lacks {missing}")
-    unpacked = session.create_tmp()
-    session.run("tar", "-xzf", sdist, "-C", unpacked, external=True)
-    (root,) = glob.glob(f"{unpacked}/pytest_celery_astra-*")
-    session.run("python", "-m", "build", "--wheel", "--outdir", f"{unpacked}/wheel", root)
 
 
 @nox.session(python="3.11")

@@ -372,8 +372,11 @@ def test_a_worker_process_that_died_fails_its_test_with_the_log_and_later_ones_i
     assert output.count(sentence) >= 2, output
 
 
-# -n 2 (fault tests skip there) is the shop matrix's process/both/n2 cell in CI (tests/plugin/test_matrix.py).
-@pytest.mark.parametrize("xdist", [[], pytest.param(["-n", "2"], marks=pytest.mark.full_matrix)], ids=["n0", "n2"])
+# In CI the combination matrix's cells cover both (tests/plugin/test_matrix.py): -n 2 (fault tests skip there) is
+# process-both-n2; -n 0 with the fault tests is both-both-n0 (worker processes and threads on both brokers, a broker
+# and a Cassandra restart) and process-rabbitmq-n0 — at ~140 s the suite's longest test, it runs in full local runs.
+@pytest.mark.parametrize("xdist", [pytest.param([], marks=pytest.mark.full_matrix),
+                                   pytest.param(["-n", "2"], marks=pytest.mark.full_matrix)], ids=["n0", "n2"])
 def test_the_example_suite_on_worker_processes_switches_brokers_cleanly(xdist):
     """Both brokers in one run, the fault tests included (-n 0): the app, its worker process and remote
     control move to Redis after the RabbitMQ half (a closed pool of the first broker was cached again by the
