@@ -92,12 +92,17 @@ def forky_project(pytester):
     return pytester.path
 
 
-@pytest.mark.usefixtures("shared_cassandra")
-@pytest.mark.parametrize("xdist", [["-n", "2"]], ids=["n2"])   # -n 0: the broker-switch test below
-def test_the_example_suite_runs_unchanged_against_celery_worker_processes(xdist):
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["n0", "n2"])
+def test_the_example_suite_runs_unchanged_against_celery_worker_processes(request, xdist):
+    """-n 0 with the fault tests (its own containers: they restart them); -n 2 on the suite's Cassandra node."""
+    if xdist:
+        request.getfixturevalue("shared_cassandra")
     code, output = run(EXAMPLE, "--celery-astra-worker-kind", "process", *xdist)
     assert code == 0, output
-    assert_example_on_worker_processes(output, passed=11, skipped=7)   # faults skip under xdist
+    if xdist:
+        assert_example_on_worker_processes(output, passed=11, skipped=7)   # faults skip under xdist
+    else:   # the 1 skipped: Astra only
+        assert_example_on_worker_processes(output, passed=17, skipped=1)
 
 
 def assert_example_on_worker_processes(output: str, passed: int, skipped: int) -> None:
@@ -374,7 +379,8 @@ def test_a_worker_process_that_died_fails_its_test_with_the_log_and_later_ones_i
 
 # In CI the combination matrix's cells cover both (tests/plugin/test_matrix.py): -n 2 (fault tests skip there) is
 # process-both-n2; -n 0 with the fault tests is both-both-n0 (worker processes and threads on both brokers, a broker
-# and a Cassandra restart) and process-rabbitmq-n0 — at ~140 s the suite's longest test, it runs in full local runs.
+# and a Cassandra restart), and the example itself on worker processes runs above on RabbitMQ. At ~140 s the suite's
+# longest test, it runs in full local runs.
 @pytest.mark.parametrize("xdist", [pytest.param([], marks=pytest.mark.full_matrix),
                                    pytest.param(["-n", "2"], marks=pytest.mark.full_matrix)], ids=["n0", "n2"])
 def test_the_example_suite_on_worker_processes_switches_brokers_cleanly(xdist):
