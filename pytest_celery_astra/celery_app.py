@@ -23,6 +23,8 @@ from pytest_celery_astra.masking import MaskedUrl
 
 # The backend is named, not imported: importing it loads cassandra-driver (slow).
 BACKEND_PATH = "pytest_celery_astra.cassandra.backend:TestCassandraBackend"
+# Broker transport options the user's own setting keeps over the plugin's default (configure_app).
+USER_TRANSPORT_OPTIONS = ("socket_connect_timeout",)
 
 
 def load_app(reference: str | None) -> Celery:
@@ -74,10 +76,13 @@ def _where(error: BaseException) -> str:
 def configure_app(app: Celery, broker_url: str, broker_transport_options: dict, cassandra_settings: dict,
                   keyspace: str, table: str, read_consistency: str, write_consistency: str,
                   poll_interval: float) -> Celery:
-    """Point ``app`` at the test services; every other setting of the user's is kept."""
+    """Point ``app`` at the test services; every other setting of the user's is kept (of the broker's transport
+    options, the plugin's isolation ones win; a connect timeout the user set is kept)."""
+    users = app.conf.broker_transport_options or {}
     app.conf.update(
         broker_url=MaskedUrl(broker_url),  # a str to kombu; its repr (logs, tracebacks) hides the password
-        broker_transport_options={**(app.conf.broker_transport_options or {}), **broker_transport_options},
+        broker_transport_options={**users, **broker_transport_options,
+                                  **{key: users[key] for key in USER_TRANSPORT_OPTIONS if key in users}},
         result_backend=BACKEND_PATH,
         cassandra_keyspace=keyspace,
         cassandra_table=table,

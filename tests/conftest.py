@@ -72,29 +72,38 @@ def session_cassandra(container_engine):
         yield node
 
 
+@pytest.fixture(scope="session")
+def session_cassandra_cql(session_cassandra):
+    """One driver Session on the session's Cassandra node, for shared_cassandra's check after each test (a Cluster
+    per test would cost its connect, ~0.3 s of CPU, every time)."""
+    from cassandra.cluster import Cluster
+
+    # No schema or token metadata: the inner runs' every CREATE and DROP would make it read the schema again.
+    cluster = Cluster([session_cassandra.host], port=session_cassandra.port, schema_metadata_enabled=False,
+                      token_metadata_enabled=False)
+    try:
+        yield cluster.connect()
+    finally:
+        cluster.shutdown()
+
+
 @pytest.fixture
-def shared_cassandra(session_cassandra, monkeypatch):
+def shared_cassandra(session_cassandra, session_cassandra_cql, monkeypatch):
     """The pytest runs this test starts use the session's Cassandra node instead of starting a container each.
 
     For tests about something other than the Cassandra container (its start, faults, interruptions, reaping, reuse):
     the runs are in the plugin's contact-points mode, as on a team's shared cluster — a keyspace per run, with the run
     id in its name, dropped at the run's end. After the test, the node holds no keyspace but its system ones: every
     run cleaned up after itself."""
-    from cassandra.cluster import Cluster
-
     node = session_cassandra
     monkeypatch.setenv("CELERY_ASTRA_CASSANDRA_HOSTS", node.host)
     monkeypatch.setenv("CELERY_ASTRA_CASSANDRA_PORT", str(node.port))
     yield node
-    cluster = Cluster([node.host], port=node.port)
-    try:
-        session = cluster.connect()
-        left = sorted(row.keyspace_name for row in session.execute("SELECT keyspace_name FROM system_schema.keyspaces")
-                      if not row.keyspace_name.startswith("system"))
-        for name in left:   # the next test starts from an empty node, whatever this one asserted
-            session.execute(f"DROP KEYSPACE IF EXISTS {name}", timeout=60)
-    finally:
-        cluster.shutdown()
+    session = session_cassandra_cql
+    left = sorted(row.keyspace_name for row in session.execute("SELECT keyspace_name FROM system_schema.keyspaces")
+                  if not row.keyspace_name.startswith("system"))
+    for name in left:   # the next test starts from an empty node, whatever this one asserted
+        session.execute(f"DROP KEYSPACE IF EXISTS {name}", timeout=60)
     assert left == [], f"the runs of this test left keyspaces in the shared Cassandra: {left}"
 
 

@@ -35,6 +35,12 @@ KNOWN_SCHEMES = frozenset({
 
 # Memory transport: poll its in-process queues often; its default is every 1 s.
 MEMORY_TRANSPORT_OPTIONS = {"polling_interval": 0.005}
+# The plugin's own Redis container: a bounded connect, as Celery's broker_connection_timeout (4 s) gives AMQP; kombu's
+# Redis transport ignores that setting and connects without a timeout. A worker reconnecting while the container
+# restarts can send its SYN to the address the engine's port forwarding still held for the old container: without
+# a timeout that one connect hangs for a minute or more (EHOSTUNREACH in the end), and the worker with it. A user's
+# own socket_connect_timeout in broker_transport_options wins (celery_app.configure_app).
+CONTAINER_REDIS_TRANSPORT_OPTIONS = {"socket_connect_timeout": 4.0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,7 +159,8 @@ def worker_broker_url(choice: BrokerChoice, settings: Settings, service: Running
         return url, (redis_isolation(placement) if is_redis_url(url) else {})
     assert service is not None
     if (kind or choice.kind) == "redis":
-        return f"redis://{service.host}:{service.port}/0", redis_isolation(placement)
+        return f"redis://{service.host}:{service.port}/0", {**CONTAINER_REDIS_TRANSPORT_OPTIONS,
+                                                             **redis_isolation(placement)}
     vhost = placement.vhost()
     if vhost is None:
         return f"amqp://guest:guest@{service.host}:{service.port}//", {}

@@ -189,3 +189,29 @@ def test_two_runs_do_not_share_the_vhosts_they_prepare(monkeypatch):
     assert sorted(made) == [("MainThread", ["celery_astra_gw0"]), ("celery-astra-vhost", ["celery_astra_gw0"])]
     first.ensure(rabbitmq, "celery_astra_gw0")   # the future was used up: made again (not recorded with the service)
     assert len(made) == 3
+
+
+def test_the_plugins_redis_container_gets_a_bounded_connect_and_a_users_own_timeout_wins():
+    from celery import Celery
+
+    from pytest_celery_astra.celery_app import configure_app
+
+    settings = resolve_settings({"broker": "container", "broker_kind": "redis"}, {}, {})
+    redis = RunningService(name="redis", image="i", container_id="c", host="127.0.0.1", port=6379, seconds_to_ready=0.0)
+    url, options = worker_broker_url(choose_broker(settings, None), settings, redis, place("gw0", "r1", settings))
+    assert url == "redis://127.0.0.1:6379/0"
+    assert options["socket_connect_timeout"] == 4.0 and "global_keyprefix" in options
+
+    def configured(users: dict) -> dict:
+        app = Celery("bounded", broker_transport_options=users)
+        configure_app(app, url, options, {}, "ks", "table", "ONE", "ONE", 0.01)
+        return app.conf.broker_transport_options
+
+    assert configured({})["socket_connect_timeout"] == 4.0
+    kept = configured({"socket_connect_timeout": 30, "visibility_timeout": 60, "global_keyprefix": "theirs"})
+    assert kept["socket_connect_timeout"] == 30 and kept["visibility_timeout"] == 60
+    assert kept["global_keyprefix"] == options["global_keyprefix"]    # isolation is the plugin's
+    # A user's Redis (URL mode) is left as the user configured it.
+    url_settings = resolve_settings({"broker": "url", "broker_url": "redis://127.0.0.1:6379/0"}, {}, {})
+    _, url_options = worker_broker_url(choose_broker(url_settings, None), url_settings, None, place("gw0", "r1", url_settings))
+    assert "socket_connect_timeout" not in url_options
