@@ -108,6 +108,7 @@ def shared_cassandra(session_cassandra, session_cassandra_cql, monkeypatch):
 
 
 SUITE_TAG = "suite-brokers"
+SUITE_BROKERS_USED = "suite-brokers.used"   # in the session's basetemp: it used them, so it removes them
 
 
 def _suite_brokers():
@@ -148,12 +149,17 @@ def session_brokers(container_engine, tmp_path_factory, worker_id):
         for spec in specs:
             if find_reusable(spec, timeout=60) is None:
                 start_container(spec, timeout=120, run_id="suite", keep=True)
+        (shared / SUITE_BROKERS_USED).touch()   # this session removes them at its end (pytest_sessionfinish)
     return images
 
 
 def pytest_sessionfinish(session):
-    """The suite's last process (xdist's controller, or the only one) removes the suite's kept brokers."""
+    """The suite's last process (xdist's controller, or the only one) removes the suite's kept brokers, if this
+    session used them: another pytest session of the project that ends meanwhile (scripts/test-cluster's, which runs
+    beside the lowest session in CI) must not take them from under it."""
     if hasattr(session.config, "workerinput"):
+        return
+    if not (session.config._tmp_path_factory.getbasetemp() / SUITE_BROKERS_USED).exists():
         return
     from pytest_celery_astra.containers.engine import docker_client, list_containers, probe_engine
     from pytest_celery_astra.containers.services import LABEL_CONFIG_HASH, LABEL_REUSE, remove_container
