@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from typing import Callable, Mapping, Protocol
 
 from pytest_celery_astra.cassandra.leases import LeftState, busy_state, clean_state, read_state
@@ -114,6 +115,7 @@ def acquire(slots: Slots, fingerprint: str, keyspace_for: Callable[[int], str], 
 
 
 CAS_WRITE_UNKNOWN = 0x1700  # Cassandra 4+'s error code; the driver has no class for it
+SERIAL_READ_ATTEMPTS = 5
 
 
 def outcome_unknown(error: BaseException) -> bool:
@@ -162,7 +164,7 @@ class CqlSlots:
             if not outcome_unknown(error):
                 raise
             try:
-                row = self._session.execute(self._read_row, (slot,), timeout=30).one()
+                row = self._serial_read(self._read_row, slot)
             except Exception:  # noqa: BLE001 - not known to be ours
                 if timeout_means_no:
                     return False
@@ -172,8 +174,20 @@ class CqlSlots:
     def claim(self, slot: int, holder: str, ttl: int) -> bool:
         return self._applied(self._claim, (ttl, holder, slot), slot, lambda now, _: now == holder)
 
+    def _serial_read(self, statement, slot: int):
+        """The slot's row, read at SERIAL consistency. Such a read finishes any Paxos round in progress on the row,
+        and on a loaded cluster that round can end "CAS operation result is unknown" as a write does (seen in a
+        full local run, 2026-12-06, on the 3-node cluster): a read changes nothing, so it is asked again."""
+        for attempt in range(SERIAL_READ_ATTEMPTS):
+            try:
+                return self._session.execute(statement, (slot,), timeout=30).one()
+            except Exception as error:
+                if not outcome_unknown(error) or attempt == SERIAL_READ_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+
     def state(self, slot: int) -> str | None:
-        row = self._session.execute(self._read, (slot,), timeout=30).one()
+        row = self._serial_read(self._read, slot)
         return row.state if row is not None else None
 
     def set_state(self, slot: int, holder: str, state: str) -> bool:

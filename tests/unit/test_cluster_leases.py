@@ -174,3 +174,35 @@ def test_any_other_error_of_a_compare_and_set_is_raised():
 
     with pytest.raises(ErrorMessage, match="invalid query"):
         cluster_leases.CqlSlots(Broken(landed=False), "leases", 1).claim(0, "run-a", 60)
+
+
+def test_a_serial_read_that_ends_in_an_unknown_paxos_outcome_is_asked_again():
+    from cassandra.protocol import ErrorMessage
+
+    class FinishingRounds(UnsureSession):
+        """The SERIAL read finishes an unsure Paxos round twice ("CAS operation result is unknown"), then answers."""
+
+        def __init__(self):
+            super().__init__(landed=True)
+            self.unknown_left = 2
+
+        def execute(self, statement, values, timeout=None):
+            if "SELECT state" in getattr(statement, "query_string", ""):
+                if self.unknown_left:
+                    self.unknown_left -= 1
+                    raise ErrorMessage(0x1700, "CAS operation result is unknown - proposal accepted by 1 but not a "
+                                               "quorum.", None)
+                return type("Rows", (), {"one": lambda _: type("Row", (), {"state": "clean f1 0"})()})()
+            return super().execute(statement, values, timeout)
+
+    session = FinishingRounds()
+    assert cluster_leases.CqlSlots(session, "leases", 1).state(0) == "clean f1 0"
+    assert session.unknown_left == 0
+
+    class NeverSure(FinishingRounds):
+        def __init__(self):
+            super().__init__()
+            self.unknown_left = 99
+
+    with pytest.raises(ErrorMessage, match="CAS operation result is unknown"):
+        cluster_leases.CqlSlots(NeverSure(), "leases", 1).state(0)
