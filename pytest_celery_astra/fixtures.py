@@ -64,7 +64,8 @@ def celery_astra_sent_tasks():
 
 @pytest.fixture
 def celery_astra_services(request: pytest.FixtureRequest, celery_astra_broker_kind):
-    """Faults on demand (container mode, without xdist): .broker and .cassandra, each with stop(),
+    """Faults on demand on the run's own containers (under xdist: the xdist worker's own, started for it
+    because one of its tests names this fixture; not with reuse): .broker and .cassandra, each with stop(),
     start(), restart(), pause(), unpause(), returning once the change has taken effect. After the test
     every service touched is restored and the workers and Cassandra sessions are checked to have
     recovered; one that cannot be fails the test with one sentence. Skipped with the reason elsewhere."""
@@ -72,9 +73,13 @@ def celery_astra_services(request: pytest.FixtureRequest, celery_astra_broker_ki
     from pytest_celery_astra.run.recovery import restart_workers_on_old_kombu, wait_until_recovered
 
     context = request.config.stash[RUN_CONTEXT_KEY]
-    if context.worker != "master":
-        pytest.skip("celery_astra_services faults the run's containers, which every xdist worker shares; "
-                    "run the tests that use it without -n (e.g. a separate `pytest -n 0 -k faults` step)")
+    if context.settings.reuse_containers:
+        pytest.skip("celery_astra_services faults containers kept for reuse (--celery-astra-reuse-containers), "
+                    "which other runs on this host may be using; run the tests that use it without reuse")
+    if context.worker != "master" and not context.own_containers:
+        pytest.skip("celery_astra_services under xdist needs its test to name it (an argument or usefixtures), "
+                    "so that the xdist worker starts containers of its own before its first test; "
+                    "requested by getfixturevalue() it would fault the containers every xdist worker shares")
     if context.cassandra_mode != "container" and context.broker.mode != "container":
         pytest.skip("celery_astra_services needs services the plugin started as containers "
                     "(--celery-astra-broker container, no --celery-astra-cassandra-hosts, no --astra)")

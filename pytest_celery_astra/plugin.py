@@ -207,6 +207,13 @@ def _explain_unavailable(config: pytest.Config, report: pytest.TestReport, error
             databases[0].keyspace, databases[0].replication, unavailable)))
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Under xdist, a worker whose tests (as selected) fault services gets containers of its own."""
+    context = session.config.stash.get(RUN_CONTEXT_KEY, None)
+    if context is not None:
+        context.uses_own_containers(getattr(item, "fixturenames", ()) for item in session.items)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.stash[RUN_CONTEXT_KEY].settings.astra:
         return

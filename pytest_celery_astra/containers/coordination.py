@@ -69,13 +69,15 @@ class RunState:
     def obtain(self, spec: ContainerSpec, timeout: float, reuse: bool = False,
                prepare: Callable[[RunningService], RunningService] | None = None,
                on_created: Callable[[str], None] = lambda container_id: None,
-               cancelled: threading.Event | None = None) -> RunningService:
+               cancelled: threading.Event | None = None, holder: str | None = None) -> RunningService:
         """The running service for ``spec``: started once per run, whoever asks first; that process also
         runs ``prepare`` on it (still under the lock) and records what it returns. ``on_created`` gets
-        the id of a container this call creates, once it is recorded."""
+        the id of a container this call creates, once it is recorded. With ``holder`` (an xdist worker id)
+        the container is that worker's alone, recorded under its name; the run's end removes it all the same."""
         self.ensure_directory()
-        record = self.directory / f"{spec.name}.json"
-        with file_lock(self.directory / f"{spec.name}.lock"):
+        key = spec.name if holder is None else f"{spec.name}-{holder}"
+        record = self.directory / f"{key}.json"
+        with file_lock(self.directory / f"{key}.lock"):
             # Interrupted while waiting for the lock: nothing more to start or remove here (the run's end
             # removes what the record names), and no SDK import on the way out.
             check_not_cancelled(spec.name, cancelled)

@@ -6,7 +6,7 @@ import dataclasses
 import os
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import cast
@@ -33,7 +33,7 @@ from pytest_celery_astra.containers.services import (
 )
 from pytest_celery_astra.errors import ConfigurationError, ServiceStartError
 from pytest_celery_astra.masking import Secret
-from pytest_celery_astra.naming import Placement
+from pytest_celery_astra.naming import CONTROLLER, Placement
 from pytest_celery_astra.run.interrupts import Interrupts
 from pytest_celery_astra.settings import Settings
 from pytest_celery_astra.workers.in_flight import InFlight
@@ -79,6 +79,18 @@ class RunContext:
     vhost_preparations: VhostPreparations = dataclasses.field(default_factory=VhostPreparations)
     # The run's SIGINT/SIGTERM handling: whether an interrupt started the cleanup (interrupts.py).
     interrupts: Interrupts = dataclasses.field(default_factory=Interrupts)
+    # An xdist worker whose collected tests fault services (celery_astra_services): its containers are its own,
+    # so that a fault reaches none of the other xdist workers' tests (decided at collection: uses_own_containers).
+    own_containers: bool = False
+
+    def uses_own_containers(self, fixture_names_per_test: Iterable[Collection[str]]) -> bool:
+        """Decide, once the tests are collected, whether this xdist worker starts containers of its own: it may
+        run a test that faults them. Not without xdist (the run's containers are its own already), nor with
+        reuse (kept containers may be other runs': the fixture refuses there)."""
+        self.own_containers = (self.worker != CONTROLLER and not self.settings.reuse_containers
+                               and not self.services and not self._starts
+                               and any("celery_astra_services" in names for names in fixture_names_per_test))
+        return self.own_containers
 
     @property
     def broker(self) -> BrokerChoice:
@@ -280,16 +292,19 @@ class RunContext:
         from pytest_celery_astra.brokers.choice import with_worker_vhosts, xdist_worker_vhosts
 
         settings = self.settings
+        holder = self.worker if self.own_containers else None
         try:
             self._wait_for_turn(spec, created_before)
             if spec.name != "rabbitmq" or self.broker.mode != "container":
                 return self.state.obtain(spec, settings.startup_timeout, settings.reuse_containers,
-                                         on_created=lambda container_id: created.set(), cancelled=self.cancel_starts)
-            vhosts = xdist_worker_vhosts(self.placement, settings)
+                                         on_created=lambda container_id: created.set(), cancelled=self.cancel_starts,
+                                         holder=holder)
+            own_vhost = self.placement.vhost()
+            vhosts = ([own_vhost] if own_vhost else []) if holder else xdist_worker_vhosts(self.placement, settings)
             service = self.state.obtain(
                 spec, settings.startup_timeout, settings.reuse_containers,
                 prepare=(lambda started: with_worker_vhosts(started, vhosts)) if vhosts else None,
-                on_created=lambda container_id: created.set(), cancelled=self.cancel_starts)
+                on_created=lambda container_id: created.set(), cancelled=self.cancel_starts, holder=holder)
         finally:
             created.set()  # also when it was found running, kept, or failed
         vhost = self.placement.vhost()

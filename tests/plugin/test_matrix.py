@@ -5,10 +5,9 @@ asserts none of it is visible. Run as users run it, from the README's settings a
 worker {thread, process (the default kind), both in one test} x broker {RabbitMQ, Redis, both} x {-n 0,
 -n 2 --dist loadfile}.
 
-The broker fault test runs at -n 0 only: under xdist ``celery_astra_services`` skips (the run's containers are
-every xdist worker's). Each cell runs beside the rest of the suite on the session's Cassandra node; the -n 2 cells
-also on the session's brokers (tests/conftest.py shared_brokers: the plugin's reuse mode), the -n 0 ones start
-their own, which their fault test restarts."""
+The broker fault test runs in every cell: under xdist each xdist worker of the inner run has brokers of its own
+(its tests name ``celery_astra_services``), so a restart reaches only its own tests. Each cell runs beside the
+rest of the suite on the session's Cassandra node and starts its own brokers, which its fault test restarts."""
 
 import pytest
 
@@ -193,9 +192,7 @@ def test_sees_nothing_of_the_previous_test(celery_astra_app, celery_astra_databa
     assert all(price.AsyncResult(task_id).state == "PENDING" for task_id in ids)
 
 
-@pytest.mark.skipif(os.environ.get("PYTEST_XDIST_WORKER") is not None,
-                    reason="celery_astra_services skips under xdist (the containers are every worker's)")
-def test_a_broker_restart_mid_run(celery_astra_services):
+def test_a_broker_restart_mid_run(celery_astra_services):   # under xdist: the xdist worker's own broker
     celery_astra_services.broker.restart()
     assert price.delay(5, 5).get(timeout=60) == 25
 '''
@@ -248,8 +245,7 @@ def test_the_next_test_finds_no_trace_of_it(celery_astra_database):
     assert all(price.AsyncResult(task_id).state == "PENDING" for task_id in sent)
 '''
 
-# Tests in the shop suite that use the broker (once per broker kind; the fault test runs at -n 0 only, skipped under
-# xdist), and those that use only the database (once).
+# Tests in the shop suite that use the broker (once per broker kind), and those that use only the database (once).
 TESTS_PER_BROKER = 13
 DATABASE_ONLY = 1
 BROKERS = {"rabbitmq": "rabbitmq", "redis": "redis", "both": "rabbitmq,redis"}
@@ -284,11 +280,8 @@ CELLS = [pytest.param(workers, broker, layout, id=f"{workers}-{broker}-{layout}"
 
 
 @pytest.mark.parametrize("workers,broker,layout", CELLS)
-def test_the_shop_suite_passes_in_every_combination(pytester, monkeypatch, request, workers, broker, layout):
+def test_the_shop_suite_passes_in_every_combination(pytester, monkeypatch, workers, broker, layout):
     import json
-
-    if layout == "n2":   # no fault test runs there: the session's kept brokers (reuse mode) instead of its own
-        request.getfixturevalue("shared_brokers")
 
     pytester.makepyfile(shop=SHOP, test_shop=TESTS, test_shop_crash=CRASH_TESTS, test_shop_no_worker=NO_WORKER_TESTS)
     pytester.makeconftest(CONFTEST)
@@ -300,7 +293,6 @@ def test_the_shop_suite_passes_in_every_combination(pytester, monkeypatch, reque
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "-p", "no:randomly", "-rs", "--celery-astra-worker-kind", kind,
         "--celery-astra-broker-kind", BROKERS[broker], *LAYOUTS[layout], timeout=600)
-    per_broker = TESTS_PER_BROKER - (1 if layout == "n2" else 0)
     brokers = len(BROKERS[broker].split(","))
-    result.assert_outcomes(passed=per_broker * brokers + DATABASE_ONLY, skipped=(brokers if layout == "n2" else 0))
+    result.assert_outcomes(passed=TESTS_PER_BROKER * brokers + DATABASE_ONLY)
     assert containers_of_run(run_id_of(result)) == []

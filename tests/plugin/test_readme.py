@@ -7,6 +7,7 @@ each group becomes a pytester project (next to the sortWords example's tasks.py 
 with each block written, unchanged, to PATH.
 """
 
+import json
 import re
 from pathlib import Path
 
@@ -145,20 +146,51 @@ def test_sent_tasks_as_written(pytester):
     assert_nothing_left(result)
 
 
-def test_faults_as_written(pytester):
+FAULTED_CONTAINERS = """
+import json
+import os
+
+
+def pytest_runtest_teardown(item):
+    services = item.funcargs.get("celery_astra_services")
+    if services is not None:
+        with open(os.environ["FAULTED"], "a") as out:
+            out.write(json.dumps([os.environ.get("PYTEST_XDIST_WORKER", "master"),
+                                  services.broker.service.container_id,
+                                  services.cassandra.service.container_id]) + "\\n")
+"""
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["n0", "n2"])
+def test_faults_as_written(pytester, monkeypatch, xdist):
+    """Under xdist an xdist worker that may run a fault test has containers of its own: the tests pass, and no
+    container one xdist worker faulted is another's."""
     project_with(pytester, "faults")
+    pytester.makeconftest(FAULTED_CONTAINERS)   # beside the README's files: which containers each test faulted
+    faulted = pytester.path / "faulted.jsonl"
+    monkeypatch.setenv("FAULTED", str(faulted))
     (pytester.path / "pytest.ini").write_text(snippets("quickstart")["pytest.ini"])
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", timeout=600)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", "-rs", *xdist,
+                                           timeout=600)
     result.assert_outcomes(passed=2)
+    rows = [json.loads(line) for line in faulted.read_text().splitlines()]
+    assert len(rows) == 2, rows
+    holders: dict[str, set] = {}
+    for worker, *containers in rows:
+        for container in containers:
+            holders.setdefault(container, set()).add(worker)
+    assert all(len(workers) == 1 for workers in holders.values()), rows
     assert_nothing_left(result)
 
 
-def test_faults_are_skipped_with_the_reason_under_xdist(pytester):
+@pytest.mark.usefixtures("shared_cassandra", "shared_brokers")   # skipped before any fault: shared services do
+def test_faults_are_skipped_with_the_reason_on_reused_containers(pytester):
     project_with(pytester, "faults")
     (pytester.path / "pytest.ini").write_text(snippets("quickstart")["pytest.ini"])
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "-rs", timeout=600)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rs", timeout=600)
     result.assert_outcomes(skipped=2)
-    result.stdout.fnmatch_lines(["*celery_astra_services faults the run's containers, which every xdist worker shares*"])
+    result.stdout.fnmatch_lines(["*celery_astra_services faults containers kept for reuse "
+                                 "(--celery-astra-reuse-containers), which other runs on this host may be using*"])
     assert_nothing_left(result)
 
 

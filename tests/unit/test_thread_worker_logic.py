@@ -5,6 +5,7 @@ seeing the worker's app, and the loop's stop and poke."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from celery import Celery
@@ -177,19 +178,43 @@ def test_the_task_sees_the_workers_node_name():
 
 
 def test_the_loop_stops_on_its_own_event_and_a_poke_wakes_it():
+    """On a real kombu Hub (the consumer's event loop), registered as a worker registers it: with the wake timer
+    at 60 s only a poke from another thread can turn the loop, and a poke after a stop request ends it."""
+    from kombu.asynchronous import Hub
+
     app = Celery("loop-app", broker="memory://", set_as_current=False)
     controller = thread._ThreadWorkController(app, hostname="loop@here", pool="solo", concurrency=1,
-                                              loglevel="WARNING", logfile=None, ready_callback=None)
+                                              loglevel="WARNING", logfile=None, ready_callback=None,
+                                              wake_interval=60.0)
+    hub = Hub()
+    controller.register_with_event_loop(hub)
+    ended: list[BaseException] = []
+
+    def loop():
+        turns = hub.create_loop()
+        try:
+            while True:
+                next(turns)
+        except BaseException as error:  # WorkerTerminate from wake(), raised in the loop's thread
+            ended.append(error)
+
+    runner = threading.Thread(target=loop, daemon=True)
     try:
-        controller.wake()                             # nothing requested: one more tick
-        assert controller.ticks == 1
-        controller.poke()
-        controller._on_poke()                         # drains the pair and wakes
+        runner.start()
+        for expected in (1, 2):                        # each poke: one turn, well before the 60 s timer
+            controller.poke()
+            deadline = time.monotonic() + 10
+            while controller.ticks < expected:
+                assert time.monotonic() < deadline, f"poke {expected} never turned the loop"
+                time.sleep(0.001)
         assert controller.ticks == 2
         controller.stop_requested.set()
-        with pytest.raises(WorkerTerminate):
-            controller.wake()
+        controller.poke()
+        runner.join(10)
+        assert not runner.is_alive(), "a poke after the stop request did not end the loop"
+        assert len(ended) == 1 and isinstance(ended[0], WorkerTerminate)
     finally:
+        hub.close()
         controller.close_poke_pipe()
         controller.close_poke_pipe()                  # twice is harmless
         controller.poke()                             # closed: ignored
