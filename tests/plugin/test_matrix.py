@@ -94,6 +94,12 @@ def crash():
 @app.task(name="shop.pid")
 def pid():
     return os.getpid()
+
+
+@app.task(name="shop.parent")
+def parent():
+    """The pid of the worker main process whose prefork child runs this."""
+    return os.getppid()
 '''
 
 CONFTEST = '''
@@ -197,6 +203,36 @@ def test_a_broker_restart_mid_run(celery_astra_services):   # under xdist: the x
     assert price.delay(5, 5).get(timeout=60) == 25
 '''
 
+# A queue a test adds to its own worker process at run time (remote control, to that node alone): its tasks run
+# in that worker's children only — not in another xdist worker's worker process, nor in an earlier one's. In two
+# files, so that under --dist loadfile two xdist workers may do it at once.
+ADDED_QUEUE_TEST = '''
+import time
+
+from shop import parent
+
+ADDED = "added_at_run_time"
+
+
+def test_a_queue_added_at_run_time_is_this_workers_alone(celery_astra_worker_process, celery_astra_app):
+    worker = celery_astra_worker_process
+    control = celery_astra_app.control
+    replies = control.add_consumer(ADDED, destination=[worker.hostname], reply=True, timeout=10)
+    assert [list(reply) for reply in replies] == [[worker.hostname]], replies
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            active = control.inspect(destination=[worker.hostname], timeout=2).active_queues() or {}
+            if ADDED in {queue["name"] for queue in active.get(worker.hostname, [])}:
+                break
+            assert time.monotonic() < deadline, f"{worker.hostname} never consumed {ADDED}: {active}"
+            time.sleep(0.05)
+        parents = {parent.apply_async(queue=ADDED).get(timeout=30) for _ in range(6)}
+        assert parents == {worker.process.pid}, f"ran under {parents}, not only {worker.process.pid}"
+    finally:
+        control.cancel_consumer(ADDED, destination=[worker.hostname], reply=True, timeout=10)
+'''
+
 # Only the real worker process may run a task that ends its process: asked for alone, every other stands by.
 CRASH_TESTS = '''
 import pytest
@@ -213,7 +249,7 @@ def test_a_crashed_child_is_a_failure_and_the_next_task_runs(celery_astra_worker
 
 def test_after_the_crash_nothing_is_left(celery_astra_worker_process, celery_astra_database):
     assert list(celery_astra_database.session.execute(f"SELECT * FROM {celery_astra_database.result_table}")) == []
-'''
+''' + ADDED_QUEUE_TEST
 
 NO_WORKER_TESTS = '''
 import json
@@ -246,7 +282,7 @@ def test_the_next_test_finds_no_trace_of_it(celery_astra_database):
 '''
 
 # Tests in the shop suite that use the broker (once per broker kind), and those that use only the database (once).
-TESTS_PER_BROKER = 13
+TESTS_PER_BROKER = 15
 DATABASE_ONLY = 1
 BROKERS = {"rabbitmq": "rabbitmq", "redis": "redis", "both": "rabbitmq,redis"}
 LAYOUTS = {"n0": [], "n2": ["-n", "2", "--dist", "loadfile"]}
@@ -283,7 +319,8 @@ CELLS = [pytest.param(workers, broker, layout, id=f"{workers}-{broker}-{layout}"
 def test_the_shop_suite_passes_in_every_combination(pytester, monkeypatch, workers, broker, layout):
     import json
 
-    pytester.makepyfile(shop=SHOP, test_shop=TESTS, test_shop_crash=CRASH_TESTS, test_shop_no_worker=NO_WORKER_TESTS)
+    pytester.makepyfile(shop=SHOP, test_shop=TESTS, test_shop_crash=CRASH_TESTS, test_shop_no_worker=NO_WORKER_TESTS,
+                        test_shop_added_queue=ADDED_QUEUE_TEST)
     pytester.makeconftest(CONFTEST)
     (pytester.path / "pytest.ini").write_text(
         "[pytest]\ncelery_astra_app = shop:app\ncelery_astra_queues = restock\npythonpath = .\n")

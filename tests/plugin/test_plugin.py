@@ -266,13 +266,13 @@ def test_no_container_engine_is_one_clear_sentence(project):
 
 
 def test_bad_setting_is_a_usage_error(project):
-    result = project.runpytest_subprocess("--celery-astra-worker-pool", "prefork", timeout=60)
+    result = project.runpytest_inprocess("--celery-astra-worker-pool", "prefork")  # refused at configure
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*option --celery-astra-worker-pool 'prefork' is not valid for worker_pool*"])
 
 
 def test_missing_app_module_is_a_usage_error(project):
-    result = project.runpytest_subprocess("--celery-astra-app", "nosuchmodule:app", timeout=60)
+    result = project.runpytest_inprocess("--celery-astra-app", "nosuchmodule:app")  # refused at configure
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*module 'nosuchmodule' of --celery-astra-app*cannot be found*"])
 

@@ -79,7 +79,7 @@ def test_quickstart_with_an_inline_comment_is_one_sentence(pytester):
     project_with(pytester, "quickstart")
     (pytester.path / "pytest.ini").write_text(
         "[pytest]\ncelery_astra_app = tasks:app     # your app, as module:attribute\npythonpath = .\n")
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=60)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")  # refused at configure
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([
         "*ini celery_astra_app * is not valid for app: ini values keep inline comments; "
