@@ -73,6 +73,9 @@ def celery_astra_services(request: pytest.FixtureRequest, celery_astra_broker_ki
     from pytest_celery_astra.run.recovery import restart_workers_on_old_kombu, wait_until_recovered
 
     context = request.config.stash[RUN_CONTEXT_KEY]
+    if context.worker != "master" and context.settings.xdist_faults == "skip":
+        pytest.skip("celery_astra_services faults the run's containers, which every xdist worker shares "
+                    "(xdist_faults = skip); run the tests that use it without -n, or with xdist_faults = own")
     if context.settings.reuse_containers:
         pytest.skip("celery_astra_services faults containers kept for reuse (--celery-astra-reuse-containers), "
                     "which other runs on this host may be using; run the tests that use it without reuse")

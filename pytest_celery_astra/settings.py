@@ -223,6 +223,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("keep_keyspaces", "On an existing cluster (--celery-astra-cassandra-hosts), keep the test keyspaces "
             "between runs: each process leases one cluster-wide, and a repeat run makes no schema change "
             "(with containers, --celery-astra-reuse-containers does this).", default=False, parse=_boolean),
+    Setting("xdist_faults", "Under pytest-xdist, for tests that use celery_astra_services: own (an xdist worker "
+            "whose tests use it starts a Cassandra and brokers of its own, so its faults reach no other worker) or "
+            "skip (the run's one set of containers; those tests skip).", default="own", parse=_choice("own", "skip")),
     Setting("astra", "Run the Cassandra side against a live Astra DB database.", default=False,
             parse=_boolean, flag=True, cli="--astra", env="CELERY_ASTRA_USE_ASTRA", ini="celery_astra_use_astra"),
     Setting("astra_bundle", "Path of the Astra DB secure connect bundle (zip).",
@@ -289,6 +292,7 @@ class Settings:
     drop_stale: bool
     reuse_containers: bool
     keep_keyspaces: bool
+    xdist_faults: str
     astra: bool
     astra_bundle: str | None
     astra_db_id: str | None

@@ -86,9 +86,9 @@ class RunContext:
     def uses_own_containers(self, fixture_names_per_test: Iterable[Collection[str]]) -> bool:
         """Decide, once the tests are collected, whether this xdist worker starts containers of its own: it may
         run a test that faults them. Not without xdist (the run's containers are its own already), nor with
-        reuse (kept containers may be other runs': the fixture refuses there)."""
-        self.own_containers = (self.worker != CONTROLLER and not self.settings.reuse_containers
-                               and not self.services and not self._starts
+        reuse (kept containers may be other runs': the fixture refuses there), nor with ``xdist_faults = skip``."""
+        self.own_containers = (self.worker != CONTROLLER and self.settings.xdist_faults == "own"
+                               and not self.settings.reuse_containers and not self.services and not self._starts
                                and any("celery_astra_services" in names for names in fixture_names_per_test))
         return self.own_containers
 

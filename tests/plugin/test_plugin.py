@@ -368,3 +368,20 @@ def test_unreachable_broker_url_is_one_sentence_in_seconds_with_the_password_mas
     ])
     assert "s3cr3t-pw" not in result.stdout.str() + result.stderr.str()
     assert containers_of_run(run_id_of(result)) == []
+
+
+def test_services_asked_for_only_by_getfixturevalue_under_xdist_skip_with_the_reason(project):
+    """Under xdist an xdist worker has containers of its own only if a collected test names celery_astra_services:
+    asked for at run time instead, a fault would reach the other workers' tests, so it is refused. No test here
+    starts a service: it is refused before."""
+    project.makepyfile(test_late='''
+        def test_asks_late(request):
+            request.getfixturevalue("celery_astra_services")
+
+        def test_beside():
+            pass
+    ''')
+    result = project.runpytest_subprocess("-n", "2", "-rs", timeout=120)
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*celery_astra_services under xdist needs its test to name it (an argument or "
+                                 "usefixtures)*"])

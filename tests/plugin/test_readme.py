@@ -184,13 +184,18 @@ def test_faults_as_written(pytester, monkeypatch, xdist):
 
 
 @pytest.mark.usefixtures("shared_cassandra", "shared_brokers")   # skipped before any fault: shared services do
-def test_faults_are_skipped_with_the_reason_on_reused_containers(pytester):
+@pytest.mark.parametrize("args, reason", [
+    ([], "*celery_astra_services faults containers kept for reuse (--celery-astra-reuse-containers), which other "
+         "runs on this host may be using*"),
+    (["-n", "2", "--celery-astra-xdist-faults", "skip"],
+     "*celery_astra_services faults the run's containers, which every xdist worker shares (xdist_faults = skip)*"),
+], ids=["reused-containers", "xdist-faults-skip"])
+def test_faults_are_skipped_with_the_reason(pytester, args, reason):
     project_with(pytester, "faults")
     (pytester.path / "pytest.ini").write_text(snippets("quickstart")["pytest.ini"])
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rs", timeout=600)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rs", *args, timeout=600)
     result.assert_outcomes(skipped=2)
-    result.stdout.fnmatch_lines(["*celery_astra_services faults containers kept for reuse "
-                                 "(--celery-astra-reuse-containers), which other runs on this host may be using*"])
+    result.stdout.fnmatch_lines([reason])
     assert_nothing_left(result)
 
 

@@ -26,7 +26,8 @@ def context(worker: str, **settings) -> RunContext:
     ("gw1", {}, NO_FAULTS, False),                              # none among its tests: the run's shared ones
     ("master", {}, FAULTS, False),                              # without xdist the run's containers are its own
     ("gw0", {"reuse_containers": "1"}, FAULTS, False),          # kept containers: the fixture refuses instead
-], ids=["xdist-faults", "xdist-no-faults", "no-xdist", "reuse"])
+    ("gw0", {"xdist_faults": "skip"}, FAULTS, False),           # the user keeps one set: the fault tests skip
+], ids=["xdist-faults", "xdist-no-faults", "no-xdist", "reuse", "xdist-faults-skip"])
 def test_own_containers_only_where_a_fault_could_reach_another_worker(worker, settings, tests, own):
     run = context(worker, **settings)
     assert run.uses_own_containers(iter(tests)) is own
