@@ -27,8 +27,8 @@ def before_test(request: pytest.FixtureRequest) -> None:
     """A worker process this test asks for that died earlier fails it in one sentence; a test that reaches
     the tables itself waits for the last test's deferred deletes."""
     for worker in request.config.stash.get(registry.RUNNING_WORKERS_KEY, []):
-        gone = getattr(worker, "gone", lambda: None)()
-        if gone and getattr(worker, "fixturename", None) in request.fixturenames:
+        gone = worker.gone()
+        if gone and worker.fixturename in request.fixturenames:
             pytest.fail(gone, pytrace=False)
     databases = request.config.stash.get(registry.DATABASES_KEY, {})
     if databases and reaches_tables(request):
@@ -77,12 +77,10 @@ def rows_all_from_here(request: pytest.FixtureRequest | pytest.Function) -> bool
     """Every result row this test made was stored by this process's backend (so the janitor knows their
     task ids): no worker process runs, the test did not ask for the tables, and no request went through
     the Session tests get (observed by the database itself, however the test reached it)."""
-    from pytest_celery_astra.workers.process import ProcessWorker
-
     config = request.config
     workers = config.stash.get(registry.RUNNING_WORKERS_KEY, [])
     databases = config.stash.get(registry.DATABASES_KEY, {}).values()
-    return (not any(isinstance(worker, ProcessWorker) for worker in workers) and not reaches_tables(request)
+    return (all(worker.in_this_process for worker in workers) and not reaches_tables(request)
             and not any(database.reached for database in databases))
 
 
@@ -149,11 +147,11 @@ def settle_workers(request: pytest.FixtureRequest) -> None:
     workers = request.config.stash.get(registry.RUNNING_WORKERS_KEY, [])
     if not workers:
         return
-    from pytest_celery_astra.workers.thread import EmbeddedWorker, settle_all
+    from pytest_celery_astra.workers.thread import settle_all
 
     context = request.config.stash[RUN_CONTEXT_KEY]
     timeout = context.settings.worker_timeout
-    embedded_workers = [worker for worker in workers if isinstance(worker, EmbeddedWorker)]
+    embedded_workers = [worker for worker in workers if worker.in_this_process]
     busy = settle_in_order(embedded_workers, [worker for worker in workers if worker not in embedded_workers],
                            lambda: settle_all(embedded_workers, timeout, context.in_flight), timeout)
     for embedded in busy:

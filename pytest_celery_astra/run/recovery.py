@@ -73,9 +73,7 @@ def restart_workers_on_old_kombu(config: pytest.Config) -> None:
 
     if tuple(int(part) for part in kombu.__version__.split(".")[:2] if part.isdigit()) >= (5, 4):
         return
-    from pytest_celery_astra.workers.thread import EmbeddedWorker
-
-    for embedded in config.stash.get(registry.RUNNING_WORKERS_KEY, []):
-        if isinstance(embedded, EmbeddedWorker):
-            embedded.stop()
-            embedded.start()
+    for worker in config.stash.get(registry.RUNNING_WORKERS_KEY, []):
+        if worker.in_this_process:
+            worker.stop()
+            worker.start()

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-# The worker fixtures' workers (thread or process) running now, in start order.
-RUNNING_WORKERS_KEY = pytest.StashKey[list]()
+from pytest_celery_astra.workers.protocol import Worker
+
+# The worker fixtures' workers (thread or process: workers/protocol.py's Worker) running now, in start order.
+RUNNING_WORKERS_KEY = pytest.StashKey[list[Worker]]()
 # Database fixtures set up so far, by fixture name: each is cleaned after every test that uses it.
 DATABASES_KEY = pytest.StashKey[dict]()
 # The apps the app fixtures wired and have not closed yet, in set-up order.

@@ -78,7 +78,7 @@ def _event_text(event: TaskEvent) -> str:
 
 
 def _read(worker, ids: set[str]) -> ProcessLog:
-    path = getattr(worker, "log_path", None)
+    path = worker.log_path
     try:
         text = path.read_text(errors="replace") if path is not None and path.exists() else ""
     except OSError:

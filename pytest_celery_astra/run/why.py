@@ -27,6 +27,7 @@ from pytest_celery_astra.run import registry
 from pytest_celery_astra.run.context import RUN_CONTEXT_KEY
 from pytest_celery_astra.workers.journal import TaskRecord, describe_exception
 from pytest_celery_astra.workers.process_log import ProcessLog, read_log
+from pytest_celery_astra.workers.protocol import Worker
 
 # Seconds one remote-control question to a worker process may take (a worker answers in milliseconds).
 INSPECT_TIMEOUT = 0.5
@@ -77,7 +78,7 @@ class Facts:
         """What ``worker``'s log (a worker process's) says about this task and its children; read once."""
         key = id(worker)
         if key not in self._logs:
-            path = getattr(worker, "log_path", None)
+            path = worker.log_path
             try:
                 text = path.read_text(errors="replace") if path is not None and path.exists() else ""
             except OSError:
@@ -119,7 +120,7 @@ def gather(config: pytest.Config, app: Any, task_id: str, last: dict | None, pro
     return Facts(
         task_id=task_id, record=record, last=last, others=[known for known in records if known.id != task_id],
         app=app, workers=[worker for worker in config.stash.get(registry.RUNNING_WORKERS_KEY, [])
-                          if getattr(worker, "app", None) is app],
+                          if worker.app is app],
         started=context.journal.started, keyspace=getattr(wiring, "keyspace", None),
         table=getattr(wiring, "table", None), probe=probe,
         depth=lambda app_, queue: queue_depth(app_, queue, DEPTH_TIMEOUT))
@@ -216,7 +217,7 @@ def _no_worker(facts: Facts) -> str | None:
         return (f"no worker runs for this app, so nothing consumes {queue}{_depth(facts)}; ask for "
                 f"celery_astra_worker (a worker thread) or celery_astra_worker_process (a `celery worker` "
                 f"process) in this test.")
-    if any(not getattr(worker, "standing_by", False) for worker in facts.workers):
+    if any(not worker.standing_by for worker in facts.workers):
         return None
     names = " and ".join(f"{worker.fixturename} ({worker.hostname})" for worker in facts.workers)
     fixtures = " or ".join(dict.fromkeys(str(worker.fixturename) for worker in facts.workers))
@@ -315,7 +316,7 @@ def _on_a_process(facts: Facts, worker) -> str | None:
                     f"started {seconds:.1f} s ago: raise .get()'s timeout or make the task faster.")
         if state == "reserved":
             return (f"{facts.task} was received by worker process {worker.hostname} and waits for a free child: "
-                    f"all {getattr(worker, 'concurrency', '?')} are busy.")
+                    f"all {worker.concurrency} are busy.")
     eta = _held_by_process(facts, worker) if facts.probe else None
     if eta is not None:
         return (f"{facts.task} is held by worker process {worker.hostname} until its ETA, {eta}: .get() cannot "
@@ -376,15 +377,15 @@ def _waiting(facts: Facts) -> str | None:
 
 
 def _consuming(facts: Facts) -> list:
-    return [worker for worker in facts.workers if not getattr(worker, "standing_by", False)]
+    return [worker for worker in facts.workers if not worker.standing_by]
 
 
 def _process_workers(facts: Facts) -> list:
     return [worker for worker in facts.workers if _is_process(worker)]
 
 
-def _is_process(worker) -> bool:
-    return hasattr(worker, "log_path")
+def _is_process(worker: Worker) -> bool:
+    return not worker.in_this_process
 
 
 def _depth(facts: Facts) -> str:

@@ -55,7 +55,9 @@ SETTLED_ROUNDS = 2
 
 
 class ProcessWorker:
-    """``celery worker`` in a subprocess, for one app fixture of this pytest process."""
+    """``celery worker`` in a subprocess, for one app fixture of this pytest process (a :class:`~.protocol.Worker`)."""
+
+    in_this_process = False
 
     def __init__(self, app, wiring: "Wiring", hostname: str, pool: str = "prefork", concurrency: int = 2,
                  queues: tuple[str, ...] = (), start_timeout: float = 60.0, stop_timeout: float = 20.0,

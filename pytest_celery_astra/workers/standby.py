@@ -29,11 +29,11 @@ _CONSEQUENCE = {True: "this test's tasks wait for it; the next test that asks fo
 def consume_as_requested(fixturenames: set[str], running: list) -> None:
     """Before a test's fixtures: the running workers in ``fixturenames`` consume, the others stand by."""
     for worker in running:
-        name = getattr(worker, "fixturename", None)
+        name = worker.fixturename
         if name is None:
             continue
         wanted = name in fixturenames
-        if wanted != getattr(worker, "standing_by", False):
+        if wanted != worker.standing_by:
             continue  # already as wanted
         if _set_consuming(worker, wanted):
             worker.standing_by = not wanted

@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 import traceback
+from pathlib import Path
 
 from celery import Celery
 from celery.contrib.testing.worker import TestWorkController
@@ -220,12 +221,14 @@ def settle_all(workers: list, timeout: float, in_flight: InFlight) -> list:
 
 
 class EmbeddedWorker:
-    """Runs ``app``'s tasks in a daemon thread until :meth:`stop`.
+    """Runs ``app``'s tasks in a daemon thread until :meth:`stop` (a :class:`~.protocol.Worker`).
 
     :meth:`check` raises :class:`EmbeddedWorkerError` with the cause if the
     thread died; the plugin calls it while tests wait for results and after
     each test.
     """
+
+    in_this_process = True
 
     def __init__(self, app: Celery, hostname: str, pool: str = "solo", concurrency: int = 1,
                  queues: tuple[str, ...] = (), start_timeout: float = 20.0, stop_timeout: float = 20.0,
@@ -265,6 +268,13 @@ class EmbeddedWorker:
     @property
     def consumed_queues(self) -> list[str]:
         return [self.app.conf.task_default_queue, *[q for q in self.queues if q != self.app.conf.task_default_queue]]
+
+    @property
+    def log_path(self) -> Path | None:
+        return None  # it logs where the test process does
+
+    def gone(self) -> str | None:
+        return None  # a dead worker thread is reported by check(), every time
 
     def start(self) -> "EmbeddedWorker":
         started = time.monotonic()

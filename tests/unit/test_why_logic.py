@@ -80,7 +80,7 @@ def started(app, task_id, name="shop.price"):
 
 def thread_worker(app, queues=("celery",), standing_by=False, fixturename="celery_astra_worker", hostname=HOST):
     return types.SimpleNamespace(app=app, hostname=hostname, fixturename=fixturename, consumed_queues=list(queues),
-                                 standing_by=standing_by)
+                                 standing_by=standing_by, in_this_process=True, log_path=None)
 
 
 class FakeInspect:
@@ -113,7 +113,7 @@ def process_worker(tmp_path: Path, log: str = "", control: FakeInspect | None = 
     control = control or FakeInspect(PROCESS_HOST)
     return types.SimpleNamespace(app=types.SimpleNamespace(control=control), hostname=PROCESS_HOST,
                                  fixturename="celery_astra_worker_process", consumed_queues=list(queues),
-                                 standing_by=standing_by, log_path=path, concurrency=1)
+                                 standing_by=standing_by, log_path=path, concurrency=1, in_this_process=False)
 
 
 def facts(app, journal, task_id, workers, last=None, probe=True, depth=None):
