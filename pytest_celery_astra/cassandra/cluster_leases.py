@@ -22,9 +22,9 @@ import dataclasses
 import logging
 import threading
 import time
-from typing import Callable, Mapping, Protocol
+from typing import Callable, Protocol
 
-from pytest_celery_astra.cassandra.leases import LeftState, busy_state, clean_state, read_state
+from pytest_celery_astra.cassandra.leases import KeyspaceLease, busy_state, read_state
 
 LEASE_TTL = 60  # seconds a holder's claim lives without a heartbeat
 HEARTBEAT_EVERY = LEASE_TTL / 4
@@ -52,15 +52,14 @@ class Slots(Protocol):
 
 
 @dataclasses.dataclass
-class ClusterKeyspaceLease:
-    """One held slot of the cluster: its keyspace, and what its previous holder left (as KeyspaceLease)."""
+class ClusterHolding:
+    """A slot of the cluster, held by a claim with a TTL that a heartbeat thread renews (leases.py's
+    ``Holding``): a killed run stops renewing it, and the slot is free once the TTL has run out."""
 
-    slot: int
-    keyspace: str
-    fingerprint: str
-    left: LeftState
-    holder: str
     slots: Slots = dataclasses.field(repr=False)
+    slot: int
+    holder: str
+    keyspace: str  # for the warnings
     lost: bool = False  # the claim ran out without a heartbeat (a process paused for over LEASE_TTL)
     _stop: threading.Event = dataclasses.field(default_factory=threading.Event, repr=False)
     _heartbeat: threading.Thread | None = dataclasses.field(default=None, repr=False)
@@ -81,8 +80,7 @@ class ClusterKeyspaceLease:
             except Exception as error:  # a node down, a timeout: the next beat tries again within the TTL
                 LOG.debug("lease heartbeat of %s failed: %s", self.keyspace, error)
 
-    def release(self, clean: bool, tombstones: int = 0, tables: Mapping[str, tuple[str, int]] | None = None) -> None:
-        """Give the slot back; ``clean`` says the keyspace holds only empty tables of this schema."""
+    def give_back(self, state: str | None) -> None:
         if self._stop.is_set():
             return
         self._stop.set()
@@ -90,16 +88,15 @@ class ClusterKeyspaceLease:
             self._heartbeat.join(timeout=5)
         if self.lost:
             return
-        state = clean_state(self.fingerprint, tombstones, tables) if clean else busy_state(self.holder)
         try:
-            self.slots.give_back(self.slot, self.holder, state)
+            self.slots.give_back(self.slot, self.holder, busy_state(self.holder) if state is None else state)
         except Exception as error:  # the claim runs out by itself; the state stays "busy"
             LOG.warning("pytest-celery-astra: could not give back the lease of keyspace %s (%s); it is free again "
                         "within %s s", self.keyspace, error, LEASE_TTL)
 
 
 def acquire(slots: Slots, fingerprint: str, keyspace_for: Callable[[int], str], holder: str,
-            max_slots: int = MAX_SLOTS, ttl: int = LEASE_TTL) -> ClusterKeyspaceLease | None:
+            max_slots: int = MAX_SLOTS, ttl: int = LEASE_TTL) -> KeyspaceLease | None:
     """The first slot nobody holds, claimed for ``holder`` (state set to busy, heartbeat started), or
     None when all ``max_slots`` are held: the run then makes a keyspace of its own."""
     for slot in range(max_slots):
@@ -108,9 +105,9 @@ def acquire(slots: Slots, fingerprint: str, keyspace_for: Callable[[int], str], 
         left = read_state(slots.state(slot), fingerprint)
         if not slots.set_state(slot, holder, busy_state(holder)):
             continue  # lost between the two (only after a pause over the TTL)
-        lease = ClusterKeyspaceLease(slot, keyspace_for(slot), fingerprint, left, holder, slots)
-        lease.start_heartbeat(ttl=ttl)
-        return lease
+        holding = ClusterHolding(slots, slot, holder, keyspace_for(slot))
+        holding.start_heartbeat(ttl=ttl)
+        return KeyspaceLease(slot, holding.keyspace, fingerprint, left, holding)
     return None
 
 

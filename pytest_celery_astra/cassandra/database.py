@@ -35,7 +35,6 @@ from pytest_celery_astra.cassandra.target import (
 from pytest_celery_astra.errors import DatabaseSetupError, TableNotOwnedError
 
 if TYPE_CHECKING:
-    from pytest_celery_astra.cassandra.cluster_leases import ClusterKeyspaceLease
     from pytest_celery_astra.cassandra.shared_tables import TableUsers
 
 # Seconds a schema change waits for every live node to agree (the driver's default is 10 s; on a 3-node
@@ -61,7 +60,7 @@ class TestDatabase:
 
     def __init__(self, target: CassandraTarget, keyspace: str, result_table: str, run_id: str, worker: str,
                  read_consistency: str = "LOCAL_QUORUM", write_consistency: str = "LOCAL_QUORUM",
-                 lease: KeyspaceLease | ClusterKeyspaceLease | None = None, replication: str = "auto",
+                 lease: KeyspaceLease | None = None, replication: str = "auto",
                  replication_source: str = "default", single_node: bool = True, rows: ResultRows | None = None):
         self.target = target
         self.keyspace = keyspace

@@ -26,7 +26,7 @@ import dataclasses
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Mapping, NamedTuple
+from typing import IO, Mapping, NamedTuple, Protocol
 
 MAX_SLOTS = 32
 
@@ -45,22 +45,41 @@ class LeftState(NamedTuple):
     tables: dict[str, tuple[str, int]]  # kept tables made by create_table(): digest, tombstones
 
 
+class Holding(Protocol):
+    """How a lease store holds one slot for this process: a lock file here, a claimed row of the cluster
+    (cluster_leases.py)."""
+
+    def give_back(self, state: str | None) -> None:
+        """Free the slot, leaving ``state`` for its next holder (None: as held, so the next one starts afresh).
+        Twice is harmless."""
+
+
 @dataclasses.dataclass
 class KeyspaceLease:
-    """One held slot: its keyspace, and what its previous holder left."""
+    """One held slot of either store: its keyspace, what its previous holder left, and how it is held."""
 
     slot: int
     keyspace: str
     fingerprint: str
     left: LeftState
-    handle: IO[str] = dataclasses.field(repr=False)
+    holding: Holding = dataclasses.field(repr=False)
 
     def release(self, clean: bool, tombstones: int = 0, tables: Mapping[str, tuple[str, int]] | None = None) -> None:
         """Give the slot back; ``clean`` says the keyspace holds only empty tables of this schema."""
+        self.holding.give_back(clean_state(self.fingerprint, tombstones, tables) if clean else None)
+
+
+@dataclasses.dataclass
+class FileHolding:
+    """A slot of a kept container, held by a ``flock`` on its file: the kernel frees it when the process ends."""
+
+    handle: IO[str]
+
+    def give_back(self, state: str | None) -> None:
         if self.handle.closed:
             return
-        if clean:
-            _write(self.handle, clean_state(self.fingerprint, tombstones, tables) + "\n")
+        if state is not None:
+            _write(self.handle, state + "\n")
         self.handle.close()  # closing the file releases the lock
 
 
@@ -90,7 +109,7 @@ def acquire(container_id: str, prefix: str, fingerprint: str, keyspace_for) -> K
         handle.seek(0)
         left = read_state(handle.read(), fingerprint)
         _write(handle, busy_state(str(os.getpid())) + "\n")
-        return KeyspaceLease(slot, keyspace_for(slot), fingerprint, left, handle)
+        return KeyspaceLease(slot, keyspace_for(slot), fingerprint, left, FileHolding(handle))
     return None
 
 

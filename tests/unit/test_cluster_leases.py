@@ -58,7 +58,7 @@ class FakeSlots:
 def take(slots, holder, fingerprint="f1", **kwargs):
     lease = cluster_leases.acquire(slots, fingerprint, lambda slot: f"celery_astra_kept_{slot}", holder, **kwargs)
     if lease is not None:
-        lease._stop.set()  # no heartbeat thread unless a test starts one
+        lease.holding._stop.set()  # no heartbeat thread unless a test starts one
     return lease
 
 
@@ -67,7 +67,7 @@ def test_a_held_slot_is_not_given_twice_and_a_clean_one_is_used_as_it_is():
     first, second = take(slots, "a"), take(slots, "b")
     assert (first.slot, first.keyspace, second.slot) == (0, "celery_astra_kept_0", 1)
     assert slots.state(0) == "busy a" and not first.left.clean
-    first._stop.clear()
+    first.holding._stop.clear()
     first.release(clean=True, tombstones=7)
     assert slots.state(0) == clean_state("f1", 7) and slots._holder(0) is None
     again = take(slots, "c")
@@ -77,7 +77,7 @@ def test_a_held_slot_is_not_given_twice_and_a_clean_one_is_used_as_it_is():
 def test_a_slot_left_busy_or_with_another_schema_is_recreated():
     slots = FakeSlots()
     lease = take(slots, "a")
-    lease._stop.clear()
+    lease.holding._stop.clear()
     lease.release(clean=False)                 # interrupted: the slot is free, its keyspace is not clean
     assert slots._holder(0) is None and slots.state(0) == "busy a"
     assert not take(slots, "b").left.clean
@@ -104,30 +104,30 @@ def test_every_slot_held_means_no_lease():
 def test_the_heartbeat_keeps_the_claim_and_release_stops_it():
     slots = FakeSlots()
     lease = cluster_leases.acquire(slots, "f1", str, "a", ttl=60)
-    lease._stop.set()
-    lease._heartbeat.join()
-    lease._stop.clear()
-    lease.start_heartbeat(every=0.01, ttl=60)
+    lease.holding._stop.set()
+    lease.holding._heartbeat.join()
+    lease.holding._stop.clear()
+    lease.holding.start_heartbeat(every=0.01, ttl=60)
     assert slots.refreshed.wait(10)
     slots.now = 100                             # past the first claim's TTL, but renewed meanwhile?
     with slots.lock:
         slots.rows[0]["holder"] = ("a", 160)    # what the last beat wrote at now = 100
     assert take(slots, "b").slot == 1
     lease.release(clean=True)
-    assert not lease._heartbeat.is_alive() and slots._holder(0) is None
+    assert not lease.holding._heartbeat.is_alive() and slots._holder(0) is None
 
 
 def test_a_lost_claim_is_not_given_back_over_the_new_holder():
     slots = FakeSlots()
     lease = cluster_leases.acquire(slots, "f1", str, "a", ttl=60)
-    lease._stop.set()
-    lease._heartbeat.join()
+    lease.holding._stop.set()
+    lease.holding._heartbeat.join()
     slots.now = 61                              # paused past the TTL: someone else took it
     assert take(slots, "b").slot == 0
-    lease._stop.clear()
-    lease.start_heartbeat(every=0.01, ttl=60)
-    lease._heartbeat.join(10)
-    assert lease.lost
+    lease.holding._stop.clear()
+    lease.holding.start_heartbeat(every=0.01, ttl=60)
+    lease.holding._heartbeat.join(10)
+    assert lease.holding.lost
     lease.release(clean=True)
     assert slots._holder(0) == "b" and slots.state(0) == "busy b"
 

@@ -21,7 +21,7 @@ def lease_dir(tmp_path, monkeypatch):
 
 def test_the_lease_directory_follows_the_temp_directory(lease_dir, tmp_path, monkeypatch):
     assert leases.lease_dir() == lease_dir
-    assert take().handle.name.startswith(str(lease_dir))
+    assert take().holding.handle.name.startswith(str(lease_dir))
     other = tmp_path / "other"
     other.mkdir()
     monkeypatch.setenv("TMPDIR", str(other))
