@@ -121,6 +121,15 @@ def connect_backend_in_background(app: Celery) -> None:
     state_of(app).backend_connecting = thread
 
 
+def wait_for_backend_connection(app: Celery, timeout: float) -> None:
+    """Until the background connect of :func:`connect_backend_in_background` has ended (connected, or failed:
+    the first real use raises it). A fault made before it ends would otherwise meet a worker whose backend
+    has no connection yet, which a worker in production, having stored results before, would have."""
+    connecting = state_of(app).backend_connecting
+    if connecting is not None:
+        connecting.join(timeout)
+
+
 def close_backend(app: Celery) -> None:
     """Shut down the Cluster Celery's Cassandra backend opened; Celery never does."""
     state = state_of(app)

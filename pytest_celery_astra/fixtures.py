@@ -96,11 +96,21 @@ def celery_astra_services(request: pytest.FixtureRequest, celery_astra_broker_ki
     def recovered() -> None:
         wait_until_recovered(request.config, timeout, reconnected=True)
 
+    def backends_connected() -> None:
+        """A fault in a run's first test must not meet a backend connection still being made in the background
+        (a production worker that has stored results has its connection)."""
+        from pytest_celery_astra.celery_app import wait_for_backend_connection
+        from pytest_celery_astra.run import registry
+
+        for app in request.config.stash.get(registry.WIRED_APPS_KEY, []):
+            wait_for_backend_connection(app, timeout)
+
     broker = context.services.get(celery_astra_broker_kind or "") if context.broker.mode == "container" else None
     cassandra = context.services.get("cassandra") if context.cassandra_mode == "container" else None
     services = Services(
         ServiceHandle("broker", broker, timeout) if broker else None,
-        ServiceHandle("cassandra", cassandra, timeout, on_back=recovered) if cassandra else None)
+        ServiceHandle("cassandra", cassandra, timeout, on_back=recovered, before_fault=backends_connected)
+        if cassandra else None)
     yield services
     touched = services.touched()
     if not touched:

@@ -25,12 +25,14 @@ class ServiceHandle:
     ``pause()`` (the port stays open but nothing answers), ``unpause()``."""
 
     def __init__(self, kind: str, service: RunningService, timeout: float,
-                 on_back: Callable[[], None] | None = None):
+                 on_back: Callable[[], None] | None = None, before_fault: Callable[[], None] | None = None):
         self.kind = kind  # "broker" or "cassandra"
         self.service = service
         self.timeout = timeout
         # Cassandra: the run's sessions must answer again too, not only a fresh connection.
         self.on_back = on_back
+        # Cassandra: what must be in place before it goes away (the backends' first connections, still being made).
+        self.before_fault = before_fault
         self.touched = False
         self.seconds: dict[str, float] = {}  # how long the last call of each action took
 
@@ -84,6 +86,8 @@ class ServiceHandle:
             self._wait_ready()
 
     def _timed(self, action: str, run: Callable[[], None]) -> None:
+        if self.before_fault is not None and not self.touched:
+            self.before_fault()
         self.touched = True
         started = time.monotonic()
         try:
