@@ -221,7 +221,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("reuse_containers", "Keep containers after the run and reuse them when their configuration "
             "matches.", default=False, parse=_boolean),
     Setting("keep_keyspaces", "On an existing cluster (--celery-astra-cassandra-hosts), keep the test keyspaces "
-            "between runs: each process leases one cluster-wide, and a repeat run makes no schema change "
+            "between runs: each process leases one cluster-wide, and a repeat run makes no schema change but the "
+            "CREATE TABLE of a create_table() table its keyspace lacks "
             "(with containers, --celery-astra-reuse-containers does this).", default=False, parse=_boolean),
     Setting("xdist_faults", "Under pytest-xdist, for tests that use celery_astra_services: own (an xdist worker "
             "whose tests use it starts a Cassandra and brokers of its own, so its faults reach no other worker) or "
