@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import threading
+import time
 import traceback
 from typing import TYPE_CHECKING
 
@@ -122,12 +123,24 @@ def connect_backend_in_background(app: Celery) -> None:
 
 
 def wait_for_backend_connection(app: Celery, timeout: float) -> None:
-    """Until the background connect of :func:`connect_backend_in_background` has ended (connected, or failed:
-    the first real use raises it). A fault made before it ends would otherwise meet a worker whose backend
-    has no connection yet, which a worker in production, having stored results before, would have."""
+    """Until the result backend has its connection: the background connect of
+    :func:`connect_backend_in_background` has ended, and when it failed (a first connect to a node that has
+    just started can time out on a loaded machine) it is made again now, within ``timeout``. A fault made
+    before would meet a worker whose backend has no connection yet, which a worker in production, having
+    stored results before, has."""
+    deadline = time.monotonic() + timeout
     connecting = state_of(app).backend_connecting
     if connecting is not None:
         connecting.join(timeout)
+    backend = app.backend
+    connect = getattr(backend, "_get_connection", None)
+    while connect is not None and getattr(backend, "_session", None) is None:
+        try:
+            connect()
+        except Exception:  # noqa: BLE001 - tried again until the deadline; then the test's own use raises it
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.2)
 
 
 def close_backend(app: Celery) -> None:

@@ -97,8 +97,9 @@ def celery_astra_services(request: pytest.FixtureRequest, celery_astra_broker_ki
         wait_until_recovered(request.config, timeout, reconnected=True)
 
     def backends_connected() -> None:
-        """A fault in a run's first test must not meet a backend connection still being made in the background
-        (a production worker that has stored results has its connection)."""
+        """A fault in a run's first test must not meet a backend without its connection: one still being made in
+        the background, or one whose background connect failed (a node just started, on a loaded machine);
+        a production worker that has stored results has its connection."""
         from pytest_celery_astra.celery_app import wait_for_backend_connection
         from pytest_celery_astra.run import registry
 

@@ -95,3 +95,25 @@ def test_the_example_fault_suite_passes_on_redis():
     assert completed.returncode == 0, output
     assert " 6 passed" in output, output  # the 6 fault tests, on Redis
     assert "test_faults.py::test_a_broker_restart_mid_flight_still_ends_in_success PASSED" in output, output
+
+
+@pytest.mark.full_matrix   # four Cassandra containers at once: ~50 s on 2 cores alone, more beside the suite
+def test_the_example_fault_suite_passes_at_n4_on_each_xdist_workers_own_containers():
+    """`-n 4`: each xdist worker that may run a fault test has a Cassandra and a broker of its own (xdist_faults =
+    own), so a restart or pause in one worker's test never reaches another's; every fault test passes, and the run
+    leaves no container. (At -n 2 the example's fault tests run in every nox session's example-xdist run.)"""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.plugin.test_plugin import containers_of_run
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "sortwords"
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "4", "-k", "faults"],
+        cwd=example, capture_output=True, text=True, timeout=600)
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output
+    assert re.search(r"\b6 passed\b", output) and "skipped" not in output.splitlines()[-1], output
+    assert containers_of_run(re.search(r"run id (\w+)", output).group(1)) == []
