@@ -128,15 +128,18 @@ def wait_for_backend_connection(app: Celery, timeout: float) -> None:
     just started can time out on a loaded machine) it is made again now, within ``timeout``. A fault made
     before would meet a worker whose backend has no connection yet, which a worker in production, having
     stored results before, has."""
+    from pytest_celery_astra.cassandra.backend import TestCassandraBackend  # the driver, only when asked
+
     deadline = time.monotonic() + timeout
     connecting = state_of(app).backend_connecting
     if connecting is not None:
         connecting.join(timeout)
     backend = app.backend
-    connect = getattr(backend, "_get_connection", None)
-    while connect is not None and getattr(backend, "_session", None) is None:
+    if not isinstance(backend, TestCassandraBackend):
+        return
+    while not backend.has_connection():
         try:
-            connect()
+            backend.connect()
         except Exception:  # noqa: BLE001 - tried again until the deadline; then the test's own use raises it
             if time.monotonic() > deadline:
                 return

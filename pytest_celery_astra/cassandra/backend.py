@@ -150,6 +150,14 @@ class TestCassandraBackend(CassandraBackend):
         self.cassandra_options = CassandraTarget.own_profiles(
             {"schema_metadata_enabled": False, **(self.cassandra_options or {})})
 
+    def connect(self) -> None:
+        """Make the backend's connection now (Celery makes it at the first store or read); raises as that would."""
+        self._get_connection()
+
+    def has_connection(self) -> bool:
+        """Whether the backend's driver Session is made."""
+        return self._session is not None
+
     def _get_connection(self, write=False):
         # Celery's writers send its CREATE TABLE on their first write, refused as existing: the plugin made
         # the result table before any app could use it. On a cluster each such statement still costs a

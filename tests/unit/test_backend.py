@@ -314,3 +314,30 @@ def test_the_session_view_changes_only_celerys_read_in_the_calling_thread(app, d
     view.execute(backend._read_stmt, ("there",))
     assert calls[-2:] == [0.25, None]                                           # bounded only while asked
     assert view.prepare == driver.prepare                                       # the rest is the Session's
+
+
+def test_before_a_fault_a_failed_background_connect_is_made_again(app, driver, monkeypatch):
+    """celery_astra_services waits, before its first Cassandra fault, until the backend has its connection: the
+    background connect's failure (a just-started node timing out) is tried again, not left to a store made while
+    Cassandra is paused (CI run 3 of 2026-12-08)."""
+    import cassandra.cluster
+    from cassandra import OperationTimedOut
+
+    from pytest_celery_astra.celery_app import connect_backend_in_background, wait_for_backend_connection
+
+    attempts = []
+
+    class SlowFirstCluster(FakeCluster):
+        def connect(self, keyspace=None):
+            attempts.append(keyspace)
+            if len(attempts) < 3:
+                raise OperationTimedOut("Timed out creating connection (5 seconds)")
+            return self.session
+
+    monkeypatch.setattr(cassandra.cluster, "Cluster", SlowFirstCluster)
+    app.conf.result_backend = "pytest_celery_astra.cassandra.backend:TestCassandraBackend"
+    connect_backend_in_background(app)
+    state_of(app).backend_connecting.join(10)
+    assert not app.backend.has_connection() and len(attempts) == 1   # the background connect failed, quietly
+    wait_for_backend_connection(app, timeout=10)
+    assert app.backend.has_connection() and len(attempts) == 3
