@@ -293,21 +293,20 @@ class RunContext:
 
         settings = self.settings
         holder = self.worker if self.own_containers else None
+        vhost = self.placement.vhost()
         try:
             self._wait_for_turn(spec, created_before)
             if spec.name != "rabbitmq" or self.broker.mode != "container":
                 return self.state.obtain(spec, settings.startup_timeout, settings.reuse_containers,
                                          on_created=lambda container_id: created.set(), cancelled=self.cancel_starts,
                                          holder=holder)
-            own_vhost = self.placement.vhost()
-            vhosts = ([own_vhost] if own_vhost else []) if holder else xdist_worker_vhosts(self.placement, settings)
+            vhosts = ([vhost] if vhost else []) if holder else xdist_worker_vhosts(self.placement, settings)
             service = self.state.obtain(
                 spec, settings.startup_timeout, settings.reuse_containers,
                 prepare=(lambda started: with_worker_vhosts(started, vhosts)) if vhosts else None,
                 on_created=lambda container_id: created.set(), cancelled=self.cancel_starts, holder=holder)
         finally:
             created.set()  # also when it was found running, kept, or failed
-        vhost = self.placement.vhost()
         if vhost is not None:
             self.vhost_preparations.prepare(service, vhost)
         return service

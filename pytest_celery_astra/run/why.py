@@ -27,7 +27,6 @@ from pytest_celery_astra.run import registry
 from pytest_celery_astra.run.context import RUN_CONTEXT_KEY
 from pytest_celery_astra.workers.journal import TaskRecord, describe_exception
 from pytest_celery_astra.workers.process_log import ProcessLog, read_log
-from pytest_celery_astra.workers.protocol import Worker
 
 # Seconds one remote-control question to a worker process may take (a worker answers in milliseconds).
 INSPECT_TIMEOUT = 0.5
@@ -242,7 +241,7 @@ def _no_consumer(facts: Facts) -> str | None:
 def _on_a_worker(facts: Facts) -> str | None:
     """A worker has the task: running, held for an ETA, waiting for a free child, or lost to a fork."""
     for worker in _consuming(facts):
-        if _is_process(worker):
+        if not worker.in_this_process:
             why = _on_a_process(facts, worker)
         else:
             why = _on_a_thread(facts, worker)
@@ -381,11 +380,7 @@ def _consuming(facts: Facts) -> list:
 
 
 def _process_workers(facts: Facts) -> list:
-    return [worker for worker in facts.workers if _is_process(worker)]
-
-
-def _is_process(worker: Worker) -> bool:
-    return not worker.in_this_process
+    return [worker for worker in facts.workers if not worker.in_this_process]
 
 
 def _depth(facts: Facts) -> str:
